@@ -1,0 +1,281 @@
+"""The embedded LMDB event store: the fast default.
+
+Each operation validates its arguments in Python and then makes one call into the
+native core, which does the version check, record encoding and LMDB work.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+from . import _native
+from .errors import (
+    CorruptRecordError,
+    InvalidInputError,
+    InvalidTypeError,
+    StoreAlreadyOpenError,
+    StoreClosedError,
+)
+from .model import (
+    ActorSnapshot,
+    ColumnarEvents,
+    Event,
+    ExpectedVersion,
+    ReplayError,
+    ReplayResult,
+    check_actor_id,
+    check_from_version,
+    check_position,
+    decode_snapshot,
+    encode_snapshot,
+    parse_expected_version,
+)
+from .namespace import DEFAULT_NAMESPACE, validate_namespace
+
+Durability = Literal["sync", "metasync", "nosync"]
+
+_READ_CHUNK = 1024
+_registry_lock = threading.Lock()
+_open_envs: dict[str, tuple[_native.NativeEnv, set[str]]] = {}
+
+
+class LmdbEventStore:
+    """An event store in an LMDB environment directory at ``path``.
+
+    ``durability`` trades safety against commit speed; a process crash (even SIGKILL)
+    never loses an acknowledged event in any mode, the modes differ on a crash of the
+    machine or a power loss:
+
+    - ``"sync"`` (default): every commit is on disk when the call returns.
+    - ``"metasync"``: data pages are flushed, the meta page is not; the last commits may
+      be lost on power failure but the store is never corrupted.
+    - ``"nosync"``: nothing is flushed by commits (call ``sync()``); the fastest, and may
+      lose recent commits on a machine crash, though LMDB keeps the file consistent
+      only if the file system preserves write order.
+
+    ``map_size`` is the initial size of the memory map; it grows on demand. One path
+    may hold many namespaces (``max_namespaces``); each is isolated by construction.
+    ``max_event_bytes`` bounds one encoded event.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "sync",
+        map_size: int = 256 << 20,
+        namespace: str = DEFAULT_NAMESPACE,
+        max_namespaces: int = 64,
+        max_readers: int = 126,
+        max_event_bytes: int = 16 << 20,
+    ) -> None:
+        if durability not in _native.DURABILITY_FLAGS:
+            raise InvalidInputError(
+                f"durability must be one of 'sync', 'metasync', 'nosync'; got {durability!r}"
+            )
+        for name, value in (("map_size", map_size), ("max_namespaces", max_namespaces),
+                            ("max_readers", max_readers), ("max_event_bytes", max_event_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value < 1:
+                raise InvalidInputError(f"{name} must be positive, got {value}")
+        self.namespace = validate_namespace(namespace)
+        self.durability = durability
+        self.max_event_bytes = max_event_bytes
+        path = os.fspath(path)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise InvalidInputError(f"store path {path!r} exists and is not a directory")
+        os.makedirs(path, exist_ok=True)
+        self.path = os.path.realpath(path)
+        with _registry_lock:
+            entry = _open_envs.get(self.path)
+            if entry is not None and entry[0].closed:
+                entry = None
+            if entry is None:
+                env = _native.NativeEnv(
+                    self.path, map_size=map_size, durability=durability,
+                    max_namespaces=max_namespaces, max_readers=max_readers,
+                )
+                entry = _open_envs[self.path] = (env, set())
+            env, users = entry
+            if self.namespace in users:
+                raise StoreAlreadyOpenError(
+                    f"store {self.path!r} namespace {self.namespace!r} is already open in this process"
+                )
+            self._log = env.open_log(self.namespace)
+            users.add(self.namespace)
+        self._env = env
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the store (idempotent). The environment closes with its last namespace."""
+        if self._closed:
+            return
+        self._closed = True
+        with _registry_lock:
+            entry = _open_envs.get(self.path)
+            if entry is not None and entry[0] is self._env:
+                entry[1].discard(self.namespace)
+                if not entry[1]:
+                    del _open_envs[self.path]
+                    self._env.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> LmdbEventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.durability
+        return f"LmdbEventStore({self.path!r}, namespace={self.namespace!r}, {state})"
+
+    def _live(self) -> _native.NativeLog:
+        if self._closed:
+            raise StoreClosedError(f"store {self.path!r} namespace {self.namespace!r} is closed")
+        return self._log
+
+    # -- writes --------------------------------------------------------------------------
+
+    def save_event(self, event: Event) -> int:
+        """Store one event (Aether's SaveEvent): its version must exceed the actor's latest,
+        else VersionConflictError. Re-saving an event already stored (same id and version)
+        returns its original position. Returns the event's global position."""
+        return self._live().append([event], 0, 0, self.max_event_bytes)[0]
+
+    def append(
+        self, actor_id: str, events: Sequence[Event], *, expected_version: ExpectedVersion = "any"
+    ) -> list[int]:
+        """Store one actor's events atomically, in one transaction; returns their positions.
+
+        Versions must strictly increase and exceed the actor's latest version;
+        ``expected_version`` adds a check of that latest version. A batch whose event ids
+        are already stored at those versions returns its original positions (idempotent
+        retry). Nothing is written when any check fails."""
+        log = self._live()
+        check_actor_id(actor_id)
+        kind, expected = parse_expected_version(expected_version)
+        if not isinstance(events, list):
+            if isinstance(events, (str, bytes, Event)) or not isinstance(events, Sequence):
+                raise InvalidTypeError(f"events must be a sequence of Event, got {type(events).__name__}")
+            events = list(events)
+        if events and isinstance(events[0], Event) and events[0].actor_id != actor_id:
+            raise InvalidInputError(
+                f"events[0] is for actor {events[0].actor_id!r}, not {actor_id!r}"
+            )
+        return log.append(events, kind, expected, self.max_event_bytes)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction for every save and append of this thread inside the block,
+        committed at the end; an exception rolls all of it back. Writes from other threads
+        wait until it ends. Reads in the block see its writes."""
+        self._live()
+        self._env.begin_transaction()
+        try:
+            yield
+        except BaseException:
+            self._env.end_transaction(False)
+            raise
+        self._env.end_transaction(True)
+
+    def save_snapshot(self, snapshot: ActorSnapshot) -> None:
+        """Store a snapshot; one of the same actor and version is replaced."""
+        log = self._live()
+        log.save_snapshot(*encode_snapshot(snapshot))
+
+    def sync(self) -> None:
+        """Flush everything to disk (for the 'metasync' and 'nosync' modes)."""
+        self._live()
+        self._env.sync()
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get_events(self, actor_id: str, from_version: int = 1) -> list[Event]:
+        """The actor's events with version >= ``from_version``, in version order; raises
+        CorruptRecordError on a damaged record (see ``get_events_with_errors``)."""
+        log = self._live()
+        return log.get_events(check_actor_id(actor_id), check_from_version(from_version), False)
+
+    def get_events_with_errors(self, actor_id: str, from_version: int = 1) -> ReplayResult:
+        """The decodable events, and a ReplayError for each damaged record."""
+        log = self._live()
+        events, errors = log.get_events(check_actor_id(actor_id), check_from_version(from_version), True)
+        return ReplayResult(events, [_replay_error(*e) for e in errors])
+
+    def get_latest_version(self, actor_id: str) -> int:
+        """The actor's latest version, 0 when it has none (one index seek, no cache)."""
+        return self._live().latest_version(check_actor_id(actor_id))
+
+    def last_position(self) -> int:
+        """The position of the last event in this namespace's log (0 when empty)."""
+        return self._live().last_position()
+
+    def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[Event]:
+        """The global log from ``from_position`` on, in position order (gapless, 1-based).
+
+        Read in chunks, each in its own read transaction: events committed while the
+        iterator runs appear at its end."""
+        log = self._live()
+        pos = check_position(from_position, "from_position")
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise InvalidTypeError(f"limit must be an int or None, got {type(limit).__name__}")
+            if limit < 0:
+                raise InvalidInputError(f"limit must be >= 0, got {limit}")
+        return self._read_all(log, pos, limit)
+
+    def _read_all(self, log: _native.NativeLog, pos: int, limit: int | None) -> Iterator[Event]:
+        remaining = limit
+        while remaining is None or remaining > 0:
+            n = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+            chunk = self._live().read_range(pos, n, False)
+            yield from chunk
+            if len(chunk) < n:
+                return
+            pos = chunk[-1].position + 1
+            if remaining is not None:
+                remaining -= len(chunk)
+
+    def read_columns(
+        self, actor_id: str | None = None, *, from_position: int = 1, to_position: int | None = None
+    ) -> ColumnarEvents:
+        """One native call returning numpy columns: of one actor's events (``actor_id``), or of
+        the global log between two positions (inclusive)."""
+        log = self._live()
+        if actor_id is not None:
+            check_actor_id(actor_id)
+        start = check_position(from_position, "from_position")
+        end = 2**63 - 1 if to_position is None else check_position(to_position, "to_position")
+        return ColumnarEvents.from_native(log.columnar(actor_id, start, end))
+
+    def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
+        """The actor's snapshot with the highest version, or None."""
+        found = self._live().latest_snapshot(check_actor_id(actor_id))
+        return None if found is None else decode_snapshot(actor_id, *found)
+
+    def stats(self) -> dict[str, int]:
+        """Counts of this namespace: events, index entries, snapshots."""
+        return self._live().stats()
+
+    def info(self) -> dict[str, object]:
+        """Environment facts: map size and use, readers, namespaces."""
+        self._live()
+        return {**self._env.info(), "namespaces": self._env.namespaces(), "path": self.path}
+
+
+def _replay_error(position: int, raw: bytes, problem: str) -> ReplayError:
+    return ReplayError(position, raw, CorruptRecordError(problem, position))
+
+
+__all__ = ["Durability", "LmdbEventStore"]

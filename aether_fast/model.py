@@ -1,0 +1,188 @@
+"""The event model: events, snapshots, replay results, columnar reads, expected versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Literal, Union
+
+import numpy as np
+import orjson
+
+from ._native import (
+    CAUSATION_ID,
+    CORRELATION_ID,
+    MAX_EVENT_TYPE_BYTES,
+    MAX_ID_BYTES,
+    SPAN_ID,
+    TRACE_ID,
+    USER_ID,
+    Event,
+    check_id,
+    check_version,
+    encode_json,
+)
+from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError
+
+ExpectedVersion = Union[int, Literal["any", "no_stream", "exists"]]
+"""``append``'s concurrency check: ``"any"`` (only Aether's rule that versions grow),
+``"no_stream"`` (the actor has no events), ``"exists"`` (it has some), or an int N
+(its latest version is exactly N; 0 means no stream)."""
+
+_EXPECT_KINDS = {"any": 0, "no_stream": 1, "exists": 2}
+
+
+def parse_expected_version(expected: object) -> tuple[int, int]:
+    """``(kind, value)`` for the native append; raises on a bad expectation."""
+    if isinstance(expected, str):
+        if expected not in _EXPECT_KINDS:
+            raise InvalidInputError(
+                f"expected_version must be an int >= 0 or one of 'any', 'no_stream', 'exists'; got {expected!r}"
+            )
+        return _EXPECT_KINDS[expected], 0
+    if isinstance(expected, bool) or not isinstance(expected, int):
+        raise InvalidTypeError(
+            f"expected_version must be an int or 'any'/'no_stream'/'exists', got {type(expected).__name__}"
+        )
+    if expected < 0 or expected >= 2**63:
+        raise InvalidInputError(f"expected_version must be >= 0, got {expected}")
+    return 3, expected
+
+
+@dataclass(frozen=True)
+class ActorSnapshot:
+    """An actor's state at a version (Aether's ``ActorSnapshot``).
+
+    ``state`` is a JSON-round-trippable dict or raw bytes."""
+
+    actor_id: str
+    version: int
+    state: dict | bytes
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+@dataclass(frozen=True)
+class ReplayError:
+    """A stored record that could not be decoded (Aether's ``ReplayError``)."""
+
+    position: int
+    raw: bytes
+    error: CorruptRecordError
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """The decodable events and the records that were not (Aether's ``ReplayResult``)."""
+
+    events: list[Event]
+    errors: list[ReplayError]
+
+
+@dataclass(frozen=True)
+class ColumnarEvents:
+    """Events as numpy columns, for analytics without one Python object per event.
+
+    Row ``i`` is the event at ``positions[i]``; its event type is
+    ``event_types[type_codes[i]]``, its actor ``actor_ids[actor_codes[i]]``, its payload
+    ``payload[payload_offsets[i]:payload_offsets[i + 1]]`` (JSON unless ``is_bytes[i]``).
+    """
+
+    positions: np.ndarray
+    versions: np.ndarray
+    timestamps: np.ndarray
+    type_codes: np.ndarray
+    event_types: tuple[str, ...]
+    actor_codes: np.ndarray
+    actor_ids: tuple[str, ...]
+    is_bytes: np.ndarray
+    payload_offsets: np.ndarray
+    payload: np.ndarray
+
+    @classmethod
+    def from_native(cls, cols: dict) -> ColumnarEvents:
+        return cls(
+            positions=np.frombuffer(cols["positions"], dtype="<i8"),
+            versions=np.frombuffer(cols["versions"], dtype="<i8"),
+            timestamps=np.frombuffer(cols["timestamps"], dtype="<i8").view("datetime64[ns]"),
+            type_codes=np.frombuffer(cols["type_codes"], dtype="<u4"),
+            event_types=tuple(cols["event_types"]),
+            actor_codes=np.frombuffer(cols["actor_codes"], dtype="<u4"),
+            actor_ids=tuple(cols["actor_ids"]),
+            is_bytes=np.frombuffer(cols["is_bytes"], dtype=np.bool_),
+            payload_offsets=np.frombuffer(cols["payload_offsets"], dtype="<i8"),
+            payload=np.frombuffer(cols["payload"], dtype=np.uint8),
+        )
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def payload_at(self, i: int) -> bytes:
+        """The stored payload bytes of row ``i``."""
+        return self.payload[self.payload_offsets[i] : self.payload_offsets[i + 1]].tobytes()
+
+
+def check_actor_id(actor_id: object) -> str:
+    """The actor id if it is a non-empty str of at most 255 UTF-8 bytes."""
+    return check_id(actor_id, "actor_id")
+
+
+def check_from_version(from_version: object) -> int:
+    if isinstance(from_version, bool) or not isinstance(from_version, int):
+        raise InvalidTypeError(f"from_version must be an int, got {type(from_version).__name__}")
+    if from_version < 0 or from_version >= 2**63:
+        raise InvalidInputError(f"from_version must be >= 0, got {from_version}")
+    return from_version
+
+
+def check_position(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1 or value >= 2**63:
+        raise InvalidInputError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def encode_snapshot(snapshot: object) -> tuple[str, int, int, bytes, bool]:
+    """Validate a snapshot: ``(actor_id, version, timestamp_ns, state bytes, is_bytes)``."""
+    if not isinstance(snapshot, ActorSnapshot):
+        raise InvalidTypeError(f"expected an ActorSnapshot, got {type(snapshot).__name__}")
+    actor_id = check_actor_id(snapshot.actor_id)
+    version = check_version(snapshot.version, "snapshot version")
+    ts = snapshot.timestamp
+    if not isinstance(ts, datetime) or ts.tzinfo is None or ts.utcoffset() is None:
+        raise InvalidInputError(f"snapshot timestamp must be a timezone-aware datetime, got {ts!r}")
+    delta = ts - _EPOCH
+    ts_ns = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+    if isinstance(snapshot.state, (bytes, bytearray, memoryview)):
+        return actor_id, version, ts_ns, bytes(snapshot.state), True
+    return actor_id, version, ts_ns, encode_json(snapshot.state), False
+
+
+def decode_snapshot(actor_id: str, version: int, ts_ns: int, state: bytes, raw: bool) -> ActorSnapshot:
+    return ActorSnapshot(
+        actor_id=actor_id,
+        version=version,
+        state=state if raw else orjson.loads(state),
+        timestamp=_EPOCH + timedelta(microseconds=ts_ns // 1000),
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+__all__ = [
+    "CAUSATION_ID",
+    "CORRELATION_ID",
+    "MAX_EVENT_TYPE_BYTES",
+    "MAX_ID_BYTES",
+    "SPAN_ID",
+    "TRACE_ID",
+    "USER_ID",
+    "ActorSnapshot",
+    "ColumnarEvents",
+    "Event",
+    "ExpectedVersion",
+    "ReplayError",
+    "ReplayResult",
+    "parse_expected_version",
+]

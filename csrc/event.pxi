@@ -1,0 +1,413 @@
+# The Event type: immutable, validated once at construction, JSON payload encoded once.
+# Included by _native.pyx.
+
+import base64 as _base64
+import os as _os
+import time as _time
+from datetime import datetime as _datetime, timedelta as _timedelta, timezone as _timezone
+
+import orjson as _orjson
+
+cdef object _EPOCH = _datetime(1970, 1, 1, tzinfo=_timezone.utc)
+cdef object _UTC = _timezone.utc
+cdef object _time_ns = _time.time_ns
+cdef object _urandom = _os.urandom
+
+MAX_ID_BYTES = 255          # id, actor_id, command_id (UTF-8 bytes)
+MAX_EVENT_TYPE_BYTES = 1024
+cdef Py_ssize_t _MAX_ID = 255
+cdef Py_ssize_t _MAX_TYPE = 1024
+cdef long long _MAX_VERSION = 0x7FFFFFFFFFFFFFFF
+cdef int _MAX_JSON_DEPTH = 200
+
+CORRELATION_ID = "correlationId"
+CAUSATION_ID = "causationId"
+USER_ID = "userId"
+TRACE_ID = "traceId"
+SPAN_ID = "spanId"
+
+
+cdef inline object _short_repr(object value):
+    r = repr(value)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+cdef str _check_str(object value, str name, Py_ssize_t max_bytes):
+    cdef Py_ssize_t n
+    if type(value) is not str:
+        if not isinstance(value, str):
+            raise InvalidTypeError(f"{name} must be a str, got {type(value).__name__}: {_short_repr(value)}")
+        value = str(value)
+    PyUnicode_AsUTF8AndSize(value, &n)
+    if n == 0:
+        raise InvalidInputError(f"{name} must not be empty")
+    if n > max_bytes:
+        raise InvalidInputError(f"{name} is {n} bytes in UTF-8, over the limit of {max_bytes}: {_short_repr(value)}")
+    return value
+
+
+cdef long long _check_version(object value, str name) except? -1:
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}: {_short_repr(value)}")
+    if value < 1 or value > _MAX_VERSION:
+        raise InvalidInputError(f"{name} must be between 1 and {_MAX_VERSION}, got {value}")
+    return value
+
+
+cdef _check_json(object obj, str path, int depth):
+    """Accept exactly what JSON round-trips: dict (str keys), list, str, int, finite float, bool, None."""
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return
+    if t is float:
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            raise InvalidInputError(f"data{path} is {obj!r}, which JSON cannot represent")
+        return
+    if depth > _MAX_JSON_DEPTH:
+        raise InvalidInputError(f"data{path} nests deeper than {_MAX_JSON_DEPTH} levels")
+    if t is dict:
+        for k, v in (<dict>obj).items():
+            if type(k) is not str:
+                raise InvalidInputError(f"data{path} has a non-str key {k!r}; JSON keys are strings")
+            _check_json(v, f"{path}[{k!r}]", depth + 1)
+        return
+    if t is list:
+        for i, v in enumerate(<list>obj):
+            _check_json(v, f"{path}[{i}]", depth + 1)
+        return
+    raise InvalidTypeError(
+        f"data{path} is a {t.__name__} ({_short_repr(obj)}), which does not round-trip through JSON; "
+        "use dict, list, str, int, float, bool or None, or pass bytes"
+    )
+
+
+cpdef bytes encode_json(object value):
+    """Validate ``value`` as exactly JSON-round-trippable and encode it (compact UTF-8)."""
+    if type(value) is not dict:
+        raise InvalidTypeError(f"data must be a dict or bytes, got {type(value).__name__}: {_short_repr(value)}")
+    _check_json(value, "", 0)
+    try:
+        return _orjson.dumps(value)
+    except _orjson.JSONEncodeError as e:  # e.g. an int beyond 64 bits
+        raise InvalidInputError(f"data cannot be encoded as JSON: {e}") from None
+
+
+cdef long long _timestamp_ns(object ts) except? -1:
+    if ts is None:
+        return _time_ns()
+    if isinstance(ts, _datetime):
+        if ts.tzinfo is None or ts.utcoffset() is None:
+            raise InvalidInputError(f"timestamp must be timezone-aware, got naive {ts!r}")
+        d = ts - _EPOCH
+        ts = (d.days * 86400 + d.seconds) * 1_000_000_000 + d.microseconds * 1000
+    elif type(ts) is not int:
+        raise InvalidTypeError(
+            f"timestamp must be an aware datetime or int nanoseconds since the epoch, got {type(ts).__name__}: {_short_repr(ts)}"
+        )
+    if not -_MAX_VERSION <= ts <= _MAX_VERSION:
+        raise InvalidInputError(f"timestamp {ts} ns is outside the 64-bit range (years 1678..2262)")
+    return ts
+
+
+cdef dict _check_metadata(object metadata):
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        try:
+            metadata = dict(metadata)
+        except (TypeError, ValueError):
+            raise InvalidTypeError(f"metadata must be a mapping of str to str, got {type(metadata).__name__}") from None
+    for k, v in (<dict>metadata).items():
+        if type(k) is not str or type(v) is not str:
+            raise InvalidTypeError(f"metadata must map str to str, got {k!r}: {_short_repr(v)}")
+    return dict(metadata)
+
+
+cdef str _new_uuid4():
+    cdef bytearray b = bytearray(_urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+cdef str _format_rfc3339(long long ns):
+    """Go's RFC3339Nano: UTC, 'Z', fraction with trailing zeros trimmed."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    dt = _EPOCH + _timedelta(seconds=secs)
+    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        s += "." + f"{frac:09d}".rstrip("0")
+    return s + "Z"
+
+
+cdef long long _parse_rfc3339(object text) except? -1:
+    if type(text) is not str or len(text) < 20 or text[10] not in "Tt":
+        raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+    try:
+        base = _datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
+        rest = text[19:]
+        frac = 0
+        if rest.startswith("."):
+            i = 1
+            while i < len(rest) and rest[i].isdigit():
+                i += 1
+            digits = rest[1:i]
+            if not digits or len(digits) > 9:
+                raise ValueError("fraction")
+            frac = int(digits.ljust(9, "0"))
+            rest = rest[i:]
+        if rest in ("Z", "z"):
+            offset = 0
+        else:
+            if len(rest) != 6 or rest[0] not in "+-" or rest[3] != ":":
+                raise ValueError("offset")
+            offset = (int(rest[1:3]) * 60 + int(rest[4:6])) * 60 * (1 if rest[0] == "+" else -1)
+        d = base.replace(tzinfo=_UTC) - _EPOCH
+        return (d.days * 86400 + d.seconds - offset) * 1_000_000_000 + frac
+    except ValueError:
+        raise InvalidInputError(f"timestamp {text!r} is not RFC 3339") from None
+
+
+cdef class Event:
+    """An immutable fact about one actor.
+
+    ``data`` is a JSON-round-trippable dict (encoded once, at construction) or ``bytes``
+    stored verbatim. ``timestamp`` is an aware UTC datetime; ``timestamp_ns`` keeps the
+    full nanosecond precision that the stores preserve. ``position`` is the global log
+    position, set on events read back from a store (``None`` otherwise) and not part of
+    equality.
+    """
+
+    cdef readonly str id
+    cdef readonly str event_type
+    cdef readonly str actor_id
+    cdef readonly object command_id
+    cdef readonly long long version
+    cdef readonly long long timestamp_ns
+    cdef readonly dict metadata
+    cdef readonly object position
+    cdef bytes _payload
+    cdef bint _raw
+    cdef object _data
+
+    def __init__(self, *, event_type, actor_id, version, data=None, id=None, metadata=None,
+                 timestamp=None, command_id=None):
+        self.event_type = _check_str(event_type, "event_type", _MAX_TYPE)
+        self.actor_id = _check_str(actor_id, "actor_id", _MAX_ID)
+        self.version = _check_version(version, "version")
+        self.id = _new_uuid4() if id is None else _check_str(id, "id", _MAX_ID)
+        self.command_id = None if command_id is None else _check_str(command_id, "command_id", _MAX_ID)
+        self.metadata = _check_metadata(metadata)
+        self.timestamp_ns = _timestamp_ns(timestamp)
+        self.position = None
+        if data is None:
+            self._payload = b"{}"
+            self._raw = False
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            self._payload = bytes(data)
+            self._raw = True
+        else:
+            self._payload = encode_json(data)
+            self._raw = False
+        self._data = None
+
+    @property
+    def data(self):
+        """The payload: a dict decoded from the stored JSON (cached), or the raw bytes."""
+        if self._raw:
+            return self._payload
+        if self._data is None:
+            self._data = _orjson.loads(self._payload)
+        return self._data
+
+    @property
+    def payload(self) -> bytes:
+        """The stored payload bytes: the compact JSON encoding, or the raw bytes."""
+        return self._payload
+
+    @property
+    def is_bytes(self) -> bool:
+        """True when ``data`` is raw bytes rather than JSON."""
+        return self._raw
+
+    @property
+    def timestamp(self):
+        """The timestamp as an aware UTC datetime (microsecond resolution; see ``timestamp_ns``)."""
+        return _EPOCH + _timedelta(microseconds=self.timestamp_ns // 1000)
+
+    # -- metadata helpers ------------------------------------------------------------
+
+    @property
+    def correlation_id(self):
+        return self.metadata.get(CORRELATION_ID)
+
+    @property
+    def causation_id(self):
+        return self.metadata.get(CAUSATION_ID)
+
+    @property
+    def user_id(self):
+        return self.metadata.get(USER_ID)
+
+    @property
+    def trace_id(self):
+        return self.metadata.get(TRACE_ID)
+
+    @property
+    def span_id(self):
+        return self.metadata.get(SPAN_ID)
+
+    def with_metadata(self, metadata=None, /, **fields):
+        """A copy of this event with metadata merged in; keyword names may be the
+        snake_case helpers (``correlation_id=...``) or any metadata key."""
+        merged = dict(self.metadata)
+        if metadata is not None:
+            merged.update(_check_metadata(metadata))
+        for key, value in fields.items():
+            merged[_METADATA_KEYS.get(key, key)] = value
+        return self.replace(metadata=merged)
+
+    def copy_metadata_from(self, Event other):
+        """A copy of this event with ``other``'s metadata merged in (Aether's CopyMetadataFrom)."""
+        return self.with_metadata(other.metadata)
+
+    def replace(self, **changes):
+        """A new event with some fields changed (``position`` is not carried over)."""
+        fields = dict(
+            event_type=self.event_type, actor_id=self.actor_id, version=self.version,
+            id=self.id, metadata=self.metadata, timestamp=self.timestamp_ns,
+            command_id=self.command_id,
+        )
+        fields.update(changes)
+        if "data" not in changes:
+            ev = Event(**fields)
+            ev._payload = self._payload
+            ev._raw = self._raw
+            return ev
+        return Event(**fields)
+
+    # -- JSON (Aether's camelCase wire form) -----------------------------------------
+
+    def to_dict(self):
+        """Aether's camelCase form; bytes data goes in ``dataBase64``."""
+        d = {"id": self.id, "eventType": self.event_type, "actorId": self.actor_id}
+        if self.command_id is not None:
+            d["commandId"] = self.command_id
+        d["version"] = self.version
+        if self._raw:
+            d["dataBase64"] = _base64.b64encode(self._payload).decode("ascii")
+        else:
+            d["data"] = self.data
+        d["metadata"] = self.metadata
+        d["timestamp"] = _format_rfc3339(self.timestamp_ns)
+        return d
+
+    def to_json(self) -> str:
+        """Aether's camelCase JSON (compact)."""
+        return _orjson.dumps(self.to_dict()).decode()
+
+    @staticmethod
+    def from_dict(d):
+        """Build an event from Aether's camelCase form (inverse of ``to_dict``)."""
+        if not isinstance(d, dict):
+            raise InvalidTypeError(f"event JSON must be an object, got {type(d).__name__}")
+        unknown = set(d) - _JSON_FIELDS
+        if unknown:
+            raise InvalidInputError(f"event JSON has unknown fields {sorted(unknown)}")
+        for key in ("id", "eventType", "actorId", "version", "timestamp"):
+            if key not in d:
+                raise InvalidInputError(f"event JSON lacks {key!r}")
+        if "data" in d and "dataBase64" in d:
+            raise InvalidInputError("event JSON has both 'data' and 'dataBase64'")
+        if "dataBase64" in d:
+            try:
+                data = _base64.b64decode(d["dataBase64"], validate=True)
+            except (ValueError, TypeError):
+                raise InvalidInputError(f"dataBase64 is not base64: {_short_repr(d['dataBase64'])}") from None
+        else:
+            data = d.get("data")
+            if data is None:
+                data = {}
+        return Event(
+            id=d["id"], event_type=d["eventType"], actor_id=d["actorId"],
+            command_id=d.get("commandId") or None, version=d["version"], data=data,
+            metadata=d.get("metadata") or {}, timestamp=_parse_rfc3339(d["timestamp"]),
+        )
+
+    @staticmethod
+    def from_json(text):
+        """Parse Aether's camelCase JSON (str or bytes) into an event."""
+        try:
+            d = _orjson.loads(text)
+        except (_orjson.JSONDecodeError, TypeError) as e:
+            raise InvalidInputError(f"not valid JSON: {e}: {_short_repr(text)}") from None
+        return Event.from_dict(d)
+
+    # -- value semantics ---------------------------------------------------------------
+
+    def __eq__(self, other):
+        if not isinstance(other, Event):
+            return NotImplemented
+        cdef Event o = <Event>other
+        return (self.id == o.id and self.version == o.version and self.actor_id == o.actor_id
+                and self.event_type == o.event_type and self.timestamp_ns == o.timestamp_ns
+                and self._raw == o._raw and self._payload == o._payload
+                and self.command_id == o.command_id and self.metadata == o.metadata)
+
+    def __hash__(self):
+        return hash(self.id)
+
+    def __repr__(self):
+        pos = "" if self.position is None else f", position={self.position}"
+        return (f"Event(id={self.id!r}, event_type={self.event_type!r}, actor_id={self.actor_id!r}, "
+                f"version={self.version}{pos})")
+
+    def __reduce__(self):
+        return (_event_from_state, (self.id, self.event_type, self.actor_id, self.command_id,
+                                    self.version, self.timestamp_ns, self.metadata,
+                                    self._payload, self._raw, self.position))
+
+
+_METADATA_KEYS = {
+    "correlation_id": CORRELATION_ID, "causation_id": CAUSATION_ID, "user_id": USER_ID,
+    "trace_id": TRACE_ID, "span_id": SPAN_ID,
+}
+_JSON_FIELDS = frozenset(
+    ["id", "eventType", "actorId", "commandId", "version", "data", "dataBase64", "metadata", "timestamp"]
+)
+
+
+def _event_from_state(id, event_type, actor_id, command_id, version, timestamp_ns, metadata,
+                      payload, raw, position):
+    cdef Event ev = Event.__new__(Event)
+    ev.id = id
+    ev.event_type = event_type
+    ev.actor_id = actor_id
+    ev.command_id = command_id
+    ev.version = version
+    ev.timestamp_ns = timestamp_ns
+    ev.metadata = metadata
+    ev._payload = payload
+    ev._raw = raw
+    ev.position = position
+    return ev
+
+
+def with_position(Event event, position):
+    """A copy of ``event`` carrying a global log position (for stores written in Python)."""
+    cdef Event ev = _event_from_state(event.id, event.event_type, event.actor_id, event.command_id,
+                                      event.version, event.timestamp_ns, event.metadata,
+                                      event._payload, event._raw, position)
+    return ev
+
+
+def check_id(value, str name):
+    """``value`` if it is a non-empty str of at most MAX_ID_BYTES UTF-8 bytes."""
+    return _check_str(value, name, _MAX_ID)
+
+
+def check_version(value, str name):
+    """``value`` if it is an int version in 1 .. 2**63 - 1."""
+    return _check_version(value, name)

@@ -1,0 +1,150 @@
+/* Small C helpers for the native core: byte order, CRC32C, string interning.
+ * Written for aether_fast; no third-party code. */
+#ifndef AETHER_NATIVE_UTIL_H
+#define AETHER_NATIVE_UTIL_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- byte order ------------------------------------------------------- */
+
+static inline void af_put_u16le(unsigned char *p, uint16_t v) { p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); }
+static inline void af_put_u32le(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static inline void af_put_u64le(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
+static inline void af_put_u64be(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[7 - i] = (unsigned char)(v >> (8 * i)); }
+static inline uint16_t af_get_u16le(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t af_get_u32le(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+static inline uint64_t af_get_u64le(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+static inline uint64_t af_get_u64be(const unsigned char *p) { uint64_t v = 0; for (int i = 0; i < 8; i++) v = (v << 8) | p[i]; return v; }
+
+/* ---- CRC32C (Castagnoli), software slice-by-8 with an SSE4.2 fast path -- */
+
+static uint32_t af_crc_table[8][256];
+static int af_crc_hw = 0;
+
+static void af_crc32c_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        af_crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            af_crc_table[t][i] = (af_crc_table[t - 1][i] >> 8) ^ af_crc_table[0][af_crc_table[t - 1][i] & 0xFF];
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    af_crc_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+static uint32_t af_crc32c_sw(uint32_t crc, const unsigned char *p, size_t n) {
+    crc = ~crc;
+    while (n >= 8) {
+        uint32_t lo = crc ^ af_get_u32le(p);
+        uint32_t hi = af_get_u32le(p + 4);
+        crc = af_crc_table[7][lo & 0xFF] ^ af_crc_table[6][(lo >> 8) & 0xFF] ^
+              af_crc_table[5][(lo >> 16) & 0xFF] ^ af_crc_table[4][lo >> 24] ^
+              af_crc_table[3][hi & 0xFF] ^ af_crc_table[2][(hi >> 8) & 0xFF] ^
+              af_crc_table[1][(hi >> 16) & 0xFF] ^ af_crc_table[0][hi >> 24];
+        p += 8; n -= 8;
+    }
+    while (n--) crc = (crc >> 8) ^ af_crc_table[0][(crc ^ *p++) & 0xFF];
+    return ~crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("sse4.2")))
+static uint32_t af_crc32c_hw(uint32_t crc, const unsigned char *p, size_t n) {
+    uint64_t c = ~crc;
+    while (n >= 8) { uint64_t w; memcpy(&w, p, 8); c = __builtin_ia32_crc32di(c, w); p += 8; n -= 8; }
+    uint32_t c32 = (uint32_t)c;
+    while (n--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+#else
+static uint32_t af_crc32c_hw(uint32_t crc, const unsigned char *p, size_t n) { return af_crc32c_sw(crc, p, n); }
+#endif
+
+static inline uint32_t af_crc32c(uint32_t crc, const unsigned char *p, size_t n) {
+    return af_crc_hw ? af_crc32c_hw(crc, p, n) : af_crc32c_sw(crc, p, n);
+}
+
+/* ---- growable byte buffer ------------------------------------------------ */
+
+typedef struct { unsigned char *data; size_t len, cap; } af_buf;
+
+static int af_buf_reserve(af_buf *b, size_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) cap *= 2;
+    unsigned char *d = (unsigned char *)realloc(b->data, cap);
+    if (!d) return -1;
+    b->data = d; b->cap = cap;
+    return 0;
+}
+static inline int af_buf_append(af_buf *b, const void *src, size_t n) {
+    if (af_buf_reserve(b, n)) return -1;
+    memcpy(b->data + b->len, src, n); b->len += n;
+    return 0;
+}
+static void af_buf_free(af_buf *b) { free(b->data); b->data = NULL; b->len = b->cap = 0; }
+
+/* ---- string interning: (bytes) -> dense code, for columnar reads --------- */
+
+typedef struct { const unsigned char *p; uint32_t n; uint32_t code; } af_slot;
+typedef struct {
+    af_slot *slots; size_t mask, count;
+    af_buf bytes;     /* interned strings, concatenated */
+    af_buf offsets;   /* uint64 offsets into bytes, count + 1 entries */
+    const unsigned char *last_p; uint32_t last_n, last_code;  /* one-entry cache */
+} af_intern;
+
+static uint64_t af_fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ull; }
+    return h;
+}
+
+static int af_intern_init(af_intern *t) {
+    memset(t, 0, sizeof(*t));
+    t->mask = 63;
+    t->slots = (af_slot *)calloc(t->mask + 1, sizeof(af_slot));
+    uint64_t zero = 0;
+    if (!t->slots || af_buf_append(&t->offsets, &zero, 8)) return -1;
+    return 0;
+}
+static void af_intern_free(af_intern *t) { free(t->slots); af_buf_free(&t->bytes); af_buf_free(&t->offsets); }
+
+/* The slots point into caller memory that stays valid for the whole read
+ * (the LMDB read transaction), so interning copies each string only once. */
+static int64_t af_intern_code(af_intern *t, const unsigned char *p, uint32_t n) {
+    if (t->last_p && t->last_n == n && memcmp(t->last_p, p, n) == 0) return t->last_code;
+    size_t i = af_fnv1a(p, n) & t->mask;
+    while (t->slots[i].p) {
+        if (t->slots[i].n == n && memcmp(t->slots[i].p, p, n) == 0) goto found;
+        i = (i + 1) & t->mask;
+    }
+    if ((t->count + 1) * 2 > t->mask + 1) {  /* grow and rehash */
+        size_t nm = t->mask * 2 + 1;
+        af_slot *ns = (af_slot *)calloc(nm + 1, sizeof(af_slot));
+        if (!ns) return -1;
+        for (size_t k = 0; k <= t->mask; k++) if (t->slots[k].p) {
+            size_t j = af_fnv1a(t->slots[k].p, t->slots[k].n) & nm;
+            while (ns[j].p) j = (j + 1) & nm;
+            ns[j] = t->slots[k];
+        }
+        free(t->slots); t->slots = ns; t->mask = nm;
+        i = af_fnv1a(p, n) & t->mask;
+        while (t->slots[i].p) i = (i + 1) & t->mask;
+    }
+    t->slots[i].p = p; t->slots[i].n = n; t->slots[i].code = (uint32_t)t->count++;
+    if (af_buf_append(&t->bytes, p, n)) return -1;
+    uint64_t end = t->bytes.len;
+    if (af_buf_append(&t->offsets, &end, 8)) return -1;
+found:
+    t->last_p = p; t->last_n = n; t->last_code = t->slots[i].code;
+    return t->last_code;
+}
+
+#endif
