@@ -93,8 +93,8 @@ class LmdbEventStore:
         self.path = os.path.realpath(path)
         with _registry_lock:
             entry = _open_envs.get(self.path)
-            if entry is not None and entry[0].closed:
-                entry = None
+            if entry is not None and (entry[0].closed or entry[0].forked):
+                entry = None   # a store inherited through fork() is opened anew
             if entry is None:
                 env = _native.NativeEnv(
                     self.path, map_size=map_size, durability=durability,
@@ -102,6 +102,11 @@ class LmdbEventStore:
                 )
                 entry = _open_envs[self.path] = (env, set())
             env, users = entry
+            if env.durability != durability:
+                raise InvalidInputError(
+                    f"store {self.path!r} is already open in this process with durability "
+                    f"{env.durability!r}; namespaces of one path share it, got {durability!r}"
+                )
             if self.namespace in users:
                 raise StoreAlreadyOpenError(
                     f"store {self.path!r} namespace {self.namespace!r} is already open in this process"

@@ -1,7 +1,8 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """aether_fast's native core: the Event type, the record codec and the LMDB log."""
 
-from cpython.bytearray cimport PyByteArray_FromStringAndSize
+cimport cython
+from cpython.buffer cimport PyBUF_FORMAT
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -35,6 +36,7 @@ cdef extern from "native_util.h" nogil:
     void af_crc32c_init()
     uint32_t af_crc32c(uint32_t crc, const unsigned char *p, size_t n)
     uint32_t af_crc32c_sw(uint32_t crc, const unsigned char *p, size_t n)
+    int af_buf_reserve(af_buf *b, size_t extra)
     int af_buf_append(af_buf *b, const void *src, size_t n)
     void af_buf_free(af_buf *b)
     int af_intern_init(af_intern *t)

@@ -63,7 +63,8 @@ cdef class NativeEnv:
     cdef MDB_env *env
     cdef readonly str path
     cdef readonly bint closed
-    cdef bint forked
+    cdef readonly bint forked
+    cdef readonly str durability
     cdef int active            # transactions in flight in this process (guarded by the GIL)
     cdef bint resizing
     cdef MDB_txn *wtxn         # the explicit transaction, if one is open
@@ -87,6 +88,7 @@ cdef class NativeEnv:
         cdef MDB_val k, v
         cdef MDB_stat st
         self.path = path
+        self.durability = durability
         self.dbis = {}
         self.max_namespaces = max_namespaces
         rc = mdb_env_create(&self.env)
@@ -551,12 +553,17 @@ cdef class NativeLog:
             if self.env.in_explicit_txn():
                 try:
                     return self._append_in(self.env.wtxn, recs, events, expect_kind, expected)
+                except (VersionConflictError, CorruptRecordError):
+                    raise       # raised by the checks, before anything was written
                 except _MapFull:
                     self.env.fail_explicit_txn()
                     self.env.grow_after_full()
                     raise StoreFullError(
                         f"store at {self.env.path!r} ran out of map space inside a transaction; the whole "
                         "transaction was rolled back and the map has grown: run it again") from None
+                except BaseException:
+                    self.env.fail_explicit_txn()   # a write failed midway: keep nothing of it
+                    raise
             while True:
                 self.env._begin(&txn, 0)
                 try:
@@ -752,6 +759,7 @@ cdef class NativeLog:
         cdef uint64_t off = 0
         cdef unsigned char fl
         cdef int oom = 0
+        cdef long long rows
         if by_actor:
             a = PyUnicode_AsUTF8AndSize(actor_id, &n)
         memset(&positions, 0, sizeof(af_buf)); memset(&versions, 0, sizeof(af_buf))
@@ -767,7 +775,17 @@ cdef class NativeLog:
                 rc = mdb_cursor_open(txn, self.idx, &idx_cur)
             if rc:
                 raise_lmdb(rc, "cursor")
-            oom = af_buf_append(&offsets, &off, 8)
+            if not by_actor:   # the row count is known: size the columns once
+                rc = mdb_cursor_get(log_cur, &k, &v, MDB_LAST)
+                if rc == 0:
+                    rows = <long long>af_get_u64be(<unsigned char *>k.mv_data)
+                    rows = min(rows, to_position) - from_position + 1
+                    if rows > 0:
+                        oom |= af_buf_reserve(&positions, rows * 8) | af_buf_reserve(&versions, rows * 8)
+                        oom |= af_buf_reserve(&stamps, rows * 8) | af_buf_reserve(&type_codes, rows * 4)
+                        oom |= af_buf_reserve(&actor_codes, rows * 4) | af_buf_reserve(&flags, rows)
+                        oom |= af_buf_reserve(&offsets, rows * 8 + 8)
+            oom |= af_buf_append(&offsets, &off, 8)
             with nogil:
                 if by_actor:
                     k.mv_size = pack_actor_key(key, a, n, 1)
@@ -971,8 +989,46 @@ cdef class NativeLog:
         return out
 
 
-cdef bytearray _take_buf(af_buf *b):
-    return PyByteArray_FromStringAndSize(<const char *>b.data, b.len)
+cdef class NativeBuffer:
+    """A malloc'd buffer handed to numpy through the buffer protocol, without a copy."""
+
+    cdef af_buf buf
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        self.shape[0] = self.buf.len
+        self.strides[0] = 1
+        view.buf = self.buf.data
+        view.len = self.buf.len
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = self.strides
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        af_buf_free(&self.buf)
+
+
+cdef object _take_buf(af_buf *b):
+    """Move ``b``'s memory into a NativeBuffer (``b`` is left empty)."""
+    if b.len == 0:
+        return b""
+    cdef NativeBuffer out = NativeBuffer.__new__(NativeBuffer)
+    out.buf = b[0]
+    b.data = NULL
+    b.len = b.cap = 0
+    return out
 
 
 cdef list _interned(af_intern *t):
