@@ -47,7 +47,7 @@ cdef int rec_prepare(Rec *r, Event ev, Py_ssize_t max_bytes) except -1:
     r.payload = PyBytes_AS_STRING(ev._payload)
     r.payload_n = PyBytes_GET_SIZE(ev._payload)
     r.meta_n = 0
-    for k, v in ev.metadata.items():
+    for k, v in ev._metadata.items():
         PyUnicode_AsUTF8AndSize(k, &n)
         r.meta_n += 4 + n
         PyUnicode_AsUTF8AndSize(v, &n)
@@ -82,7 +82,7 @@ cdef void rec_write(const Rec *r, Event ev, unsigned char *out):
     memcpy(p, r.actor, r.actor_n); p += r.actor_n
     if r.cmd_n:
         memcpy(p, r.cmd, r.cmd_n); p += r.cmd_n
-    for k, v in ev.metadata.items():
+    for k, v in ev._metadata.items():
         s = PyUnicode_AsUTF8AndSize(k, &n)
         af_put_u32le(p, <uint32_t>n); memcpy(p + 4, s, n); p += 4 + n
         s = PyUnicode_AsUTF8AndSize(v, &n)
@@ -114,7 +114,15 @@ cdef str rec_problem(int code):
 
 
 cdef Event rec_decode(const unsigned char *p, size_t n, long long position):
-    """Build an Event from a record that passed ``rec_check``."""
+    """Build an Event from a record that passed ``rec_check``; a record whose text is not
+    UTF-8 or whose metadata is malformed raises CorruptRecordError."""
+    try:
+        return _rec_decode(p, n, position)
+    except UnicodeDecodeError as e:
+        raise CorruptRecordError(f"record text is not UTF-8 ({e.reason})", position) from None
+
+
+cdef Event _rec_decode(const unsigned char *p, size_t n, long long position):
     cdef Event ev = Event.__new__(Event)
     cdef size_t typ_n = af_get_u16le(p + 6), id_n = af_get_u16le(p + 24)
     cdef size_t actor_n = af_get_u16le(p + 26), cmd_n = af_get_u16le(p + 28)
@@ -132,7 +140,7 @@ cdef Event rec_decode(const unsigned char *p, size_t n, long long position):
     else:
         ev.command_id = None
     q += cmd_n
-    ev.metadata = {}
+    ev._metadata = {}
     end = q + meta_n
     while q < end:
         if end - q < 4:
@@ -141,12 +149,11 @@ cdef Event rec_decode(const unsigned char *p, size_t n, long long position):
         if <size_t>(end - q) < 8 + kn or <size_t>(end - q) - 8 - kn < af_get_u32le(q + 4 + kn):
             raise CorruptRecordError("metadata is truncated", position)
         vn = af_get_u32le(q + 4 + kn)
-        ev.metadata[PyUnicode_DecodeUTF8(<const char *>q + 4, kn, NULL)] = \
+        ev._metadata[PyUnicode_DecodeUTF8(<const char *>q + 4, kn, NULL)] = \
             PyUnicode_DecodeUTF8(<const char *>q + 8 + kn, vn, NULL)
         q += 8 + kn + vn
     ev._payload = PyBytes_FromStringAndSize(<const char *>q, data_n)
     ev._raw = (p[5] & FLAG_RAW) != 0
-    ev._data = None
     ev.position = position
     return ev
 

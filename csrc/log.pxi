@@ -69,6 +69,7 @@ cdef class NativeEnv:
     cdef bint resizing
     cdef MDB_txn *wtxn         # the explicit transaction, if one is open
     cdef unsigned long wtxn_owner
+    cdef bint wtxn_failed      # the owner's transaction was rolled back by an error
     cdef MDB_dbi meta
     cdef dict dbis
     cdef readonly unsigned int max_namespaces
@@ -87,6 +88,7 @@ cdef class NativeEnv:
         cdef MDB_txn *txn
         cdef MDB_val k, v
         cdef MDB_stat st
+        cdef MDB_dbi main
         self.path = path
         self.durability = durability
         self.dbis = {}
@@ -108,19 +110,23 @@ cdef class NativeEnv:
         try:
             self._begin(&txn, 0)
             try:
-                rc = mdb_stat(txn, 1, &st)   # the main DB lists the named DBs
+                rc = mdb_dbi_open(txn, NULL, 0, &main)   # the main DB lists the named DBs
+                if rc == 0:
+                    rc = mdb_stat(txn, main, &st)
                 if rc:
                     raise_lmdb(rc, "stat")
-                k.mv_data = <void *>b"__meta__"
-                k.mv_size = 8
-                rc = mdb_get(txn, 1, &k, &v)
+                name = b"__meta__"
+                k.mv_data = <void *><const char *>name
+                k.mv_size = len(name)
+                rc = mdb_get(txn, main, &k, &v)
                 if rc == MDB_NOTFOUND and st.ms_entries:
                     raise IncompatibleFormatError(f"{path!r} is an LMDB environment but not an aether_fast store")
                 rc = mdb_dbi_open(txn, "__meta__", MDB_CREATE, &self.meta)
                 if rc:
                     raise_lmdb(rc, "open meta")
-                k.mv_data = <void *>b"format"
-                k.mv_size = 6
+                name = b"format"
+                k.mv_data = <void *><const char *>name
+                k.mv_size = len(name)
                 rc = mdb_get(txn, self.meta, &k, &v)
                 if rc == MDB_NOTFOUND:
                     fmt = STORE_FORMAT
@@ -130,8 +136,9 @@ cdef class NativeEnv:
                     if rc:
                         raise_lmdb(rc, "write meta")
                     created = str(_time_ns()).encode()
-                    k.mv_data = <void *>b"created_ns"
-                    k.mv_size = 10
+                    name = b"created_ns"
+                    k.mv_data = <void *><const char *>name
+                    k.mv_size = len(name)
                     v.mv_data = <void *><const char *>created
                     v.mv_size = len(created)
                     rc = mdb_put(txn, self.meta, &k, &v, 0)
@@ -225,7 +232,8 @@ cdef class NativeEnv:
                 waited += 1
             if min_size:
                 mdb_env_info(self.env, &info)
-                target = info.me_mapsize * 2
+                # double, by at least 64 MiB (the file is sparse: unused map costs no disk)
+                target = max(info.me_mapsize * 2, info.me_mapsize + (64 << 20))
                 while target < min_size:
                     target *= 2
             rc = mdb_env_set_mapsize(self.env, target)
@@ -240,8 +248,19 @@ cdef class NativeEnv:
         mdb_env_info(self.env, &info)
         return self._grow(info.me_mapsize + 1)
 
-    cdef inline bint in_explicit_txn(self):
-        return self.wtxn != NULL and self.wtxn_owner == PyThread_get_thread_ident()
+    cdef inline bint in_explicit_txn(self) except -1:
+        """True in the thread that holds the explicit transaction. After that transaction
+        was rolled back by an error, its thread gets an error until the block ends, so
+        that no later write of the block commits on its own."""
+        if self.wtxn_owner != PyThread_get_thread_ident():
+            return False
+        if self.wtxn != NULL:
+            return True
+        if self.wtxn_failed:
+            raise AetherError(
+                "this thread's transaction was rolled back after an error; leave the "
+                "`with store.transaction()` block before writing again")
+        return False
 
     cdef int read_txn(self, MDB_txn **txn) except -1:
         """A read transaction, or this thread's explicit write transaction (read your writes).
@@ -260,15 +279,22 @@ cdef class NativeEnv:
         self._begin(&txn, 0)
         self.wtxn = txn
         self.wtxn_owner = PyThread_get_thread_ident()
+        self.wtxn_failed = False
 
     def end_transaction(self, bint commit):
         """Commit or roll back this thread's explicit transaction."""
-        if not self.in_explicit_txn():
+        if self.wtxn_owner != PyThread_get_thread_ident() or self.wtxn == NULL:
+            failed = self.wtxn_failed and self.wtxn_owner == PyThread_get_thread_ident()
+            if failed:
+                self.wtxn_failed = False
+                self.wtxn_owner = 0
             if commit:
-                raise AetherError("no transaction is open in this thread (it was rolled back after an error)")
+                raise AetherError("no transaction is open in this thread"
+                                  + (" (it was rolled back after an error)" if failed else ""))
             return
         cdef MDB_txn *txn = self.wtxn
         self.wtxn = NULL
+        self.wtxn_owner = 0
         if commit:
             self._commit(txn)
         else:
@@ -278,6 +304,7 @@ cdef class NativeEnv:
         """A write inside the explicit transaction failed midway: roll all of it back."""
         cdef MDB_txn *txn = self.wtxn
         self.wtxn = NULL
+        self.wtxn_failed = True
         self._abort(txn)
         return 0
 
@@ -378,7 +405,7 @@ cdef class NativeEnv:
             self.closed = True
             return
         if self.wtxn != NULL:
-            if not self.in_explicit_txn():
+            if self.wtxn_owner != PyThread_get_thread_ident():
                 raise AetherError("cannot close the store while another thread holds a transaction")
             self.fail_explicit_txn()
         self.closed = True
@@ -634,8 +661,14 @@ cdef class NativeLog:
                                 or <long long>af_get_u64le(rec + 8) != version):
             problem = "record disagrees with the actor index"
         if problem is None:
-            events.append(rec_decode(rec, n, pos))
-        elif errors is None:
+            try:
+                events.append(rec_decode(rec, n, pos))
+                return 0
+            except CorruptRecordError as e:
+                if errors is None:
+                    raise
+                problem = e.args[0]
+        if errors is None:
             raise CorruptRecordError(problem, pos)
         else:
             errors.append((pos, PyBytes_FromStringAndSize(<const char *>rec, n), problem))
