@@ -25,7 +25,7 @@ INSTALL_HINT = (
 def pkg_config(flag):
     if not shutil.which("pkg-config"):
         return []
-    out = subprocess.run(["pkg-config", flag, "lmdb"], capture_output=True, text=True)
+    out = subprocess.run(["pkg-config", flag, "lmdb"], capture_output=True, text=True, check=False)
     return out.stdout.split() if out.returncode == 0 else []
 
 
@@ -42,7 +42,7 @@ def static_lib_links(lib_dirs):
             cc = os.environ.get("CC", "cc")
             ok = subprocess.run(
                 [cc, "-shared", "-fPIC", *[f"-I{i}" for i in include_dirs], src, path, "-lpthread",
-                 "-o", os.path.join(tmp, "t.so")], capture_output=True,
+                 "-o", os.path.join(tmp, "t.so")], capture_output=True, check=False,
             ).returncode == 0
         if ok:
             return path

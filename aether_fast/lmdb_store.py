@@ -10,7 +10,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from . import _native
 from .errors import (
@@ -35,6 +35,9 @@ from .model import (
     parse_expected_version,
 )
 from .namespace import DEFAULT_NAMESPACE, validate_namespace
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 Durability = Literal["sync", "metasync", "nosync"]
 
@@ -135,7 +138,7 @@ class LmdbEventStore:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> LmdbEventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,6 +6,7 @@ import bisect
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ._native import with_position
 from .errors import (
@@ -30,6 +31,9 @@ from .model import (
 )
 from .namespace import DEFAULT_NAMESPACE, validate_namespace
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 _EXPECT_NAMES = ("any", "no_stream", "exists")
 
 
@@ -53,7 +57,7 @@ class InMemoryEventStore:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> InMemoryEventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

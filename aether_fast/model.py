@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import orjson
@@ -24,7 +24,7 @@ from ._native import (
 )
 from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError
 
-ExpectedVersion = Union[int, Literal["any", "no_stream", "exists"]]
+ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 """``append``'s concurrency check: ``"any"`` (only Aether's rule that versions grow),
 ``"no_stream"`` (the actor has no events), ``"exists"`` (it has some), or an int N
 (its latest version is exactly N; 0 means no stream)."""
