@@ -113,16 +113,31 @@ cdef str rec_problem(int code):
             "record length disagrees with its header", "checksum mismatch")[code]
 
 
-cdef Event rec_decode(const unsigned char *p, size_t n, long long position):
+cdef dict _NO_METADATA = {}   # shared by events without metadata: Event never exposes it mutably
+
+
+cdef inline str _text(const unsigned char *q, size_t n, str previous):
+    """Decode UTF-8, reusing ``previous`` when it has the same bytes (runs of one actor or
+    one event type then share one str: less decoding, less memory)."""
+    cdef Py_ssize_t m
+    cdef const char *c
+    if previous is not None:
+        c = PyUnicode_AsUTF8AndSize(previous, &m)
+        if <size_t>m == n and memcmp(c, q, n) == 0:
+            return previous
+    return PyUnicode_DecodeUTF8(<const char *>q, n, NULL)
+
+
+cdef Event rec_decode(const unsigned char *p, size_t n, long long position, Event previous=None):
     """Build an Event from a record that passed ``rec_check``; a record whose text is not
     UTF-8 or whose metadata is malformed raises CorruptRecordError."""
     try:
-        return _rec_decode(p, n, position)
+        return _rec_decode(p, n, position, previous)
     except UnicodeDecodeError as e:
         raise CorruptRecordError(f"record text is not UTF-8 ({e.reason})", position) from None
 
 
-cdef Event _rec_decode(const unsigned char *p, size_t n, long long position):
+cdef Event _rec_decode(const unsigned char *p, size_t n, long long position, Event previous):
     cdef Event ev = Event.__new__(Event)
     cdef size_t typ_n = af_get_u16le(p + 6), id_n = af_get_u16le(p + 24)
     cdef size_t actor_n = af_get_u16le(p + 26), cmd_n = af_get_u16le(p + 28)
@@ -133,14 +148,17 @@ cdef Event _rec_decode(const unsigned char *p, size_t n, long long position):
     ev.version = <long long>af_get_u64le(p + 8)
     ev.timestamp_ns = <long long>af_get_u64le(p + 16)
     ev.id = PyUnicode_DecodeUTF8(<const char *>q, id_n, NULL); q += id_n
-    ev.event_type = PyUnicode_DecodeUTF8(<const char *>q, typ_n, NULL); q += typ_n
-    ev.actor_id = PyUnicode_DecodeUTF8(<const char *>q, actor_n, NULL); q += actor_n
+    ev.event_type = _text(q, typ_n, None if previous is None else previous.event_type); q += typ_n
+    ev.actor_id = _text(q, actor_n, None if previous is None else previous.actor_id); q += actor_n
     if p[5] & FLAG_CMD:
         ev.command_id = PyUnicode_DecodeUTF8(<const char *>q, cmd_n, NULL)
     else:
         ev.command_id = None
     q += cmd_n
-    ev._metadata = {}
+    if meta_n == 0:
+        ev._metadata = _NO_METADATA
+    else:
+        ev._metadata = {}
     end = q + meta_n
     while q < end:
         if end - q < 4:

@@ -662,7 +662,7 @@ cdef class NativeLog:
             problem = "record disagrees with the actor index"
         if problem is None:
             try:
-                events.append(rec_decode(rec, n, pos))
+                events.append(rec_decode(rec, n, pos, events[len(events) - 1] if events else None))
                 return 0
             except CorruptRecordError as e:
                 if errors is None:
@@ -792,7 +792,7 @@ cdef class NativeLog:
         cdef uint64_t off = 0
         cdef unsigned char fl
         cdef int oom = 0
-        cdef long long rows
+        cdef long long rows = 0
         if by_actor:
             a = PyUnicode_AsUTF8AndSize(actor_id, &n)
         memset(&positions, 0, sizeof(af_buf)); memset(&versions, 0, sizeof(af_buf))
@@ -877,6 +877,8 @@ cdef class NativeLog:
                     oom |= af_buf_append(&stamps, rec + 16, 8)
                     fl = rec[5] & FLAG_RAW
                     oom |= af_buf_append(&flags, &fl, 1)
+                    if payload.cap == 0 and not by_actor and rows > 0:   # size by the first payload
+                        oom |= af_buf_reserve(&payload, rows * (af_get_u32le(rec + 36) + 16))
                     oom |= af_buf_append(&payload, rec + rn - af_get_u32le(rec + 36), af_get_u32le(rec + 36))
                     off = payload.len
                     oom |= af_buf_append(&offsets, &off, 8)
