@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 Durability = Literal["sync", "metasync", "nosync"]
 
-_READ_CHUNK = 1024
 _registry_lock = threading.Lock()
 _open_envs: dict[str, tuple[_native.NativeEnv, set[str]]] = {}
 
@@ -241,19 +240,7 @@ class LmdbEventStore:
                 raise InvalidTypeError(f"limit must be an int or None, got {type(limit).__name__}")
             if limit < 0:
                 raise InvalidInputError(f"limit must be >= 0, got {limit}")
-        return self._read_all(log, pos, limit)
-
-    def _read_all(self, log: _native.NativeLog, pos: int, limit: int | None) -> Iterator[Event]:
-        remaining = limit
-        while remaining is None or remaining > 0:
-            n = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
-            chunk = self._live().read_range(pos, n, False)
-            yield from chunk
-            if len(chunk) < n:
-                return
-            pos = chunk[-1].position + 1
-            if remaining is not None:
-                remaining -= len(chunk)
+        return log.iterate(pos, -1 if limit is None else limit)
 
     def read_columns(
         self, actor_id: str | None = None, *, from_position: int = 1, to_position: int | None = None

@@ -769,6 +769,17 @@ cdef class NativeLog:
                 self.env._abort(txn)
         return (events, errors) if with_errors else events
 
+    def iterate(self, long long from_position, long long limit):
+        """A LogIterator over the log from ``from_position`` (``limit`` < 0: to the end)."""
+        cdef LogIterator it = LogIterator.__new__(LogIterator)
+        it.log = self
+        it.chunk = []
+        it.i = 0
+        it.next_position = from_position
+        it.remaining = limit
+        it.done = limit == 0
+        return it
+
     def columnar(self, actor_id, long long from_position, long long to_position):
         """Columns of an actor's events (``actor_id``) or of a position range, as bytes
         buffers; the Python side wraps them in numpy arrays."""
@@ -1022,6 +1033,40 @@ cdef class NativeLog:
             if owned:
                 self.env._abort(txn)
         return out
+
+
+cdef class LogIterator:
+    """Iterates the global log in chunks, each read in its own short read transaction
+    (positions are immutable, so the chunks join without gaps)."""
+
+    cdef NativeLog log
+    cdef list chunk
+    cdef Py_ssize_t i
+    cdef long long next_position
+    cdef long long remaining      # -1: no limit
+    cdef bint done
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        cdef Py_ssize_t n
+        if self.i >= len(self.chunk):
+            if self.done:
+                raise StopIteration
+            n = READ_CHUNK if self.remaining < 0 else min(<long long>READ_CHUNK, self.remaining)
+            self.chunk = self.log.read_range(self.next_position, n, False)
+            self.i = 0
+            if len(self.chunk) < n or self.remaining == len(self.chunk):
+                self.done = True
+            if not self.chunk:
+                raise StopIteration
+            self.next_position = (<Event>self.chunk[len(self.chunk) - 1]).position + 1
+            if self.remaining > 0:
+                self.remaining -= len(self.chunk)
+        ev = self.chunk[self.i]
+        self.i += 1
+        return ev
 
 
 cdef class NativeBuffer:

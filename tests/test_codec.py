@@ -52,7 +52,7 @@ def test_crc32c_hardware_matches_software_every_length_and_alignment():
     blob = rng.randbytes(600)
     view = memoryview(blob)
     for start in range(9):
-        for length in list(range(70)) + [255, 256, 511, 512, 590]:
+        for length in range(591):   # every length across the 3 x 48-byte block joins
             chunk = view[start:start + length]
             assert _native.crc32c(chunk) == _native.crc32c_software(chunk), (start, length)
 
