@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 /* ---- byte order ------------------------------------------------------- */
@@ -76,24 +77,64 @@ static inline uint32_t af_crc32c(uint32_t crc, const unsigned char *p, size_t n)
 typedef struct { unsigned char *data; size_t len, cap; } af_buf;
 
 #define AF_HUGE_PAGE ((size_t)2 << 20)
+#define AF_BIG ((size_t)8 << 20)          /* buffers from this size on are "big" */
+#define AF_POOL_SLOTS 16
+#define AF_POOL_BYTES ((size_t)256 << 20) /* at most this much kept for reuse */
 
-/* Large buffers (columnar reads) are 2 MiB aligned and, on Linux, advised to use
- * transparent huge pages: first-touch page faults dominate otherwise. */
+/* Big buffers (columnar reads) are 2 MiB aligned, advised to use transparent huge pages
+ * on Linux, and kept in a small pool when freed: fresh memory must be zeroed by the
+ * kernel on first touch, which otherwise costs as much as the read itself. */
+static struct { void *p; size_t cap; } af_pool[AF_POOL_SLOTS];
+static size_t af_pool_bytes = 0;
+static pthread_mutex_t af_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *af_big_alloc(size_t *cap) {
+    size_t want = (*cap + AF_HUGE_PAGE - 1) & ~(AF_HUGE_PAGE - 1);
+    int best = -1;
+    pthread_mutex_lock(&af_pool_lock);
+    for (int i = 0; i < AF_POOL_SLOTS; i++)
+        if (af_pool[i].p && af_pool[i].cap >= want && (best < 0 || af_pool[i].cap < af_pool[best].cap)) best = i;
+    if (best >= 0) {
+        void *p = af_pool[best].p;
+        *cap = af_pool[best].cap;
+        af_pool_bytes -= *cap;
+        af_pool[best].p = NULL;
+        pthread_mutex_unlock(&af_pool_lock);
+        return p;
+    }
+    pthread_mutex_unlock(&af_pool_lock);
+    void *p = NULL;
+    if (posix_memalign(&p, AF_HUGE_PAGE, want)) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, want, MADV_HUGEPAGE);
+#endif
+    *cap = want;
+    return p;
+}
+
+static void af_big_free(void *p, size_t cap) {
+    pthread_mutex_lock(&af_pool_lock);
+    if (af_pool_bytes + cap <= AF_POOL_BYTES)
+        for (int i = 0; i < AF_POOL_SLOTS; i++)
+            if (!af_pool[i].p) {
+                af_pool[i].p = p; af_pool[i].cap = cap; af_pool_bytes += cap;
+                pthread_mutex_unlock(&af_pool_lock);
+                return;
+            }
+    pthread_mutex_unlock(&af_pool_lock);
+    free(p);
+}
+
 static int af_buf_reserve(af_buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra) cap *= 2;
     unsigned char *d;
-    if (cap >= 4 * AF_HUGE_PAGE) {
-        cap = (cap + AF_HUGE_PAGE - 1) & ~(AF_HUGE_PAGE - 1);
-        void *p = NULL;
-        if (posix_memalign(&p, AF_HUGE_PAGE, cap)) return -1;
-        d = (unsigned char *)p;
-#ifdef MADV_HUGEPAGE
-        madvise(d, cap, MADV_HUGEPAGE);
-#endif
+    if (cap >= AF_BIG) {
+        d = (unsigned char *)af_big_alloc(&cap);
+        if (!d) return -1;
         if (b->len) memcpy(d, b->data, b->len);
-        free(b->data);
+        if (b->cap >= AF_BIG) af_big_free(b->data, b->cap); else free(b->data);
     } else {
         d = (unsigned char *)realloc(b->data, cap);
         if (!d) return -1;
@@ -106,7 +147,10 @@ static inline int af_buf_append(af_buf *b, const void *src, size_t n) {
     memcpy(b->data + b->len, src, n); b->len += n;
     return 0;
 }
-static void af_buf_free(af_buf *b) { free(b->data); b->data = NULL; b->len = b->cap = 0; }
+static void af_buf_free(af_buf *b) {
+    if (b->cap >= AF_BIG) af_big_free(b->data, b->cap); else free(b->data);
+    b->data = NULL; b->len = b->cap = 0;
+}
 
 /* ---- string interning: (bytes) -> dense code, for columnar reads --------- */
 
