@@ -7,6 +7,7 @@ native core, which does the version check, record encoding and LMDB work.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Durability = Literal["sync", "metasync", "nosync"]
+DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
 
 _registry_lock = threading.Lock()
 _open_envs: dict[str, tuple[_native.NativeEnv, set[str]]] = {}
@@ -59,7 +61,10 @@ class LmdbEventStore:
       lose recent commits on a machine crash, though LMDB keeps the file consistent
       only if the file system preserves write order.
 
-    ``map_size`` is the initial size of the memory map; it grows on demand. One path
+    ``map_size`` is the initial size of the memory map (address space, not disk: the file
+    grows with the data). It grows on demand between transactions; a single explicit
+    transaction larger than the map fails with StoreFullError, so the default is large
+    on 64-bit systems. One path
     may hold many namespaces (``max_namespaces``); each is isolated by construction.
     ``max_event_bytes`` bounds one encoded event.
     """
@@ -69,7 +74,7 @@ class LmdbEventStore:
         path: str | os.PathLike[str],
         *,
         durability: Durability = "sync",
-        map_size: int = 256 << 20,
+        map_size: int = DEFAULT_MAP_SIZE,
         namespace: str = DEFAULT_NAMESPACE,
         max_namespaces: int = 64,
         max_readers: int = 126,

@@ -154,18 +154,29 @@ static void af_buf_free(af_buf *b) {
 
 /* ---- string interning: (bytes) -> dense code, for columnar reads --------- */
 
-typedef struct { const unsigned char *p; uint32_t n; uint32_t code; } af_slot;
+/* A slot holds a string's hash and where its copy lies in `bytes` (compact, so lookups
+ * stay in cache instead of comparing against records scattered over the map). */
+typedef struct { uint64_t hash; uint32_t off, n, code, used; } af_slot;
 typedef struct {
     af_slot *slots; size_t mask, count;
     af_buf bytes;     /* interned strings, concatenated */
     af_buf offsets;   /* uint64 offsets into bytes, count + 1 entries */
-    const unsigned char *last_p; uint32_t last_n, last_code;  /* one-entry cache */
+    int has_last; uint32_t last_code;  /* one-entry cache: the previous string */
 } af_intern;
 
-static uint64_t af_fnv1a(const unsigned char *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= 1099511628211ull; }
-    return h;
+static uint64_t af_hash(const unsigned char *p, size_t n) {
+    /* word at a time: a multiply per 8 bytes, not per byte */
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n, w;
+    while (n >= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+        h ^= h >> 29;
+        p += 8; n -= 8;
+    }
+    w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 32);
 }
 
 static int af_intern_init(af_intern *t) {
@@ -178,34 +189,41 @@ static int af_intern_init(af_intern *t) {
 }
 static void af_intern_free(af_intern *t) { free(t->slots); af_buf_free(&t->bytes); af_buf_free(&t->offsets); }
 
-/* The slots point into caller memory that stays valid for the whole read
- * (the LMDB read transaction), so interning copies each string only once. */
+static inline int af_intern_is(const af_intern *t, uint32_t code, const unsigned char *p, uint32_t n) {
+    const uint64_t *offs = (const uint64_t *)t->offsets.data;
+    return offs[code + 1] - offs[code] == n && memcmp(t->bytes.data + offs[code], p, n) == 0;
+}
+
+/* The dense code of string p[0:n], adding it when new; -1 when out of memory. */
 static int64_t af_intern_code(af_intern *t, const unsigned char *p, uint32_t n) {
-    if (t->last_p && t->last_n == n && memcmp(t->last_p, p, n) == 0) return t->last_code;
-    size_t i = af_fnv1a(p, n) & t->mask;
-    while (t->slots[i].p) {
-        if (t->slots[i].n == n && memcmp(t->slots[i].p, p, n) == 0) goto found;
+    if (t->has_last && af_intern_is(t, t->last_code, p, n)) return t->last_code;
+    uint64_t h = af_hash(p, n);
+    size_t i = h & t->mask;
+    while (t->slots[i].used) {
+        if (t->slots[i].hash == h && t->slots[i].n == n &&
+            memcmp(t->bytes.data + t->slots[i].off, p, n) == 0) goto found;
         i = (i + 1) & t->mask;
     }
     if ((t->count + 1) * 2 > t->mask + 1) {  /* grow and rehash */
         size_t nm = t->mask * 2 + 1;
         af_slot *ns = (af_slot *)calloc(nm + 1, sizeof(af_slot));
         if (!ns) return -1;
-        for (size_t k = 0; k <= t->mask; k++) if (t->slots[k].p) {
-            size_t j = af_fnv1a(t->slots[k].p, t->slots[k].n) & nm;
-            while (ns[j].p) j = (j + 1) & nm;
+        for (size_t k = 0; k <= t->mask; k++) if (t->slots[k].used) {
+            size_t j = t->slots[k].hash & nm;
+            while (ns[j].used) j = (j + 1) & nm;
             ns[j] = t->slots[k];
         }
         free(t->slots); t->slots = ns; t->mask = nm;
-        i = af_fnv1a(p, n) & t->mask;
-        while (t->slots[i].p) i = (i + 1) & t->mask;
+        i = h & t->mask;
+        while (t->slots[i].used) i = (i + 1) & t->mask;
     }
-    t->slots[i].p = p; t->slots[i].n = n; t->slots[i].code = (uint32_t)t->count++;
+    t->slots[i].hash = h; t->slots[i].off = (uint32_t)t->bytes.len; t->slots[i].n = n;
+    t->slots[i].code = (uint32_t)t->count++; t->slots[i].used = 1;
     if (af_buf_append(&t->bytes, p, n)) return -1;
     uint64_t end = t->bytes.len;
     if (af_buf_append(&t->offsets, &end, 8)) return -1;
 found:
-    t->last_p = p; t->last_n = n; t->last_code = t->slots[i].code;
+    t->has_last = 1; t->last_code = t->slots[i].code;
     return t->last_code;
 }
 
