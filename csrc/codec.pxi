@@ -172,7 +172,7 @@ cdef Event _rec_decode(const unsigned char *p, size_t n, long long position, Eve
         q += 8 + kn + vn
     ev._payload = PyBytes_FromStringAndSize(<const char *>q, data_n)
     ev._raw = (p[5] & FLAG_RAW) != 0
-    ev.position = position
+    ev._position = position
     return ev
 
 
@@ -208,6 +208,4 @@ def decode_record(data, position=None):
     cdef int code = rec_check(&view[0], n) if n else 1
     if code:
         raise CorruptRecordError(rec_problem(code), position)
-    cdef Event ev = rec_decode(&view[0], n, 0 if position is None else position)
-    ev.position = position
-    return ev
+    return rec_decode(&view[0], n, 0 if position is None else position)

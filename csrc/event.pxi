@@ -182,7 +182,7 @@ cdef class Event:
     cdef readonly object command_id
     cdef readonly long long version
     cdef readonly long long timestamp_ns
-    cdef readonly object position
+    cdef long long _position   # 0: not read from a store
     cdef dict _metadata
     cdef bytes _payload
     cdef bint _raw
@@ -196,7 +196,7 @@ cdef class Event:
         self.command_id = None if command_id is None else _check_str(command_id, "command_id", _MAX_ID)
         self._metadata = _check_metadata(metadata)
         self.timestamp_ns = _timestamp_ns(timestamp)
-        self.position = None
+        self._position = 0
         if data is None:
             self._payload = b"{}"
             self._raw = False
@@ -219,6 +219,11 @@ cdef class Event:
     def metadata(self):
         """The metadata, as a read-only mapping of str to str."""
         return _MappingProxy(self._metadata)
+
+    @property
+    def position(self):
+        """The global log position (1-based) of an event read from a store, else None."""
+        return None if self._position == 0 else self._position
 
     @property
     def payload(self) -> bytes:
@@ -393,7 +398,7 @@ def _event_from_state(id, event_type, actor_id, command_id, version, timestamp_n
     ev._metadata = metadata
     ev._payload = payload
     ev._raw = raw
-    ev.position = position
+    ev._position = 0 if position is None else position
     return ev
 
 

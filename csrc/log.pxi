@@ -1061,7 +1061,7 @@ cdef class LogIterator:
                 self.done = True
             if not self.chunk:
                 raise StopIteration
-            self.next_position = (<Event>self.chunk[len(self.chunk) - 1]).position + 1
+            self.next_position = (<Event>self.chunk[len(self.chunk) - 1])._position + 1
             if self.remaining > 0:
                 self.remaining -= len(self.chunk)
         ev = self.chunk[self.i]
