@@ -21,6 +21,7 @@ from .errors import (
     StoreAlreadyOpenError,
     StoreClosedError,
 )
+from .group_commit import GroupCommitter
 from .model import (
     ActorSnapshot,
     ColumnarEvents,
@@ -44,7 +45,7 @@ Durability = Literal["sync", "metasync", "nosync"]
 DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
 
 _registry_lock = threading.Lock()
-_open_envs: dict[str, tuple[_native.NativeEnv, set[str]]] = {}
+_open_envs: dict[str, tuple[_native.NativeEnv, set[str], GroupCommitter]] = {}
 
 
 class LmdbEventStore:
@@ -107,8 +108,8 @@ class LmdbEventStore:
                     self.path, map_size=map_size, durability=durability,
                     max_namespaces=max_namespaces, max_readers=max_readers,
                 )
-                entry = _open_envs[self.path] = (env, set())
-            env, users = entry
+                entry = _open_envs[self.path] = (env, set(), GroupCommitter(env))
+            env, users, committer = entry
             if env.durability != durability:
                 raise InvalidInputError(
                     f"store {self.path!r} is already open in this process with durability "
@@ -121,6 +122,7 @@ class LmdbEventStore:
             self._log = env.open_log(self.namespace)
             users.add(self.namespace)
         self._env = env
+        self._committer = committer
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -163,7 +165,7 @@ class LmdbEventStore:
         """Store one event (Aether's SaveEvent): its version must exceed the actor's latest,
         else VersionConflictError. Re-saving an event already stored (same id and version)
         returns its original position. Returns the event's global position."""
-        return self._live().append([event], 0, 0, self.max_event_bytes)[0]
+        return self._committer.append(self._live(), [event], 0, 0, self.max_event_bytes)[0]
 
     def append(
         self, actor_id: str, events: Sequence[Event], *, expected_version: ExpectedVersion = "any"
@@ -185,7 +187,9 @@ class LmdbEventStore:
             raise InvalidInputError(
                 f"events[0] is for actor {events[0].actor_id!r}, not {actor_id!r}"
             )
-        return log.append(events, kind, expected, self.max_event_bytes)
+        if not events:
+            return []
+        return self._committer.append(log, events, kind, expected, self.max_event_bytes)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

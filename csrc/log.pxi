@@ -308,6 +308,63 @@ cdef class NativeEnv:
         self._abort(txn)
         return 0
 
+    def owns_transaction(self):
+        """True when the calling thread holds the explicit transaction."""
+        return self.in_explicit_txn()
+
+    def append_group(self, list requests):
+        """Append independent batches, each ``(log, events, expect_kind, expected,
+        max_event_bytes)``, in one write transaction and one commit (group commit). Each
+        request gets its own positions or its own exception: a failed check in one leaves
+        the others untouched."""
+        cdef MDB_txn *txn
+        cdef Rec *recs
+        cdef NativeLog log
+        cdef Py_ssize_t i, broken
+        results = [None] * len(requests)
+        live = list(range(len(requests)))
+        while live:
+            self._begin(&txn, 0)
+            broken = -1
+            try:
+                for i in live:
+                    log, events, kind, expected, max_bytes = requests[i]
+                    recs = NULL
+                    try:
+                        recs = log._prepare(events, max_bytes)
+                        results[i] = log._append_in(txn, recs, events, kind, expected)
+                    except (VersionConflictError, CorruptRecordError, InvalidInputError, InvalidTypeError) as e:
+                        results[i] = e     # raised by the checks, before this request wrote anything
+                    except _MapFull:
+                        raise
+                    except Exception as e:
+                        results[i] = e
+                        broken = i
+                        break
+                    finally:
+                        PyMem_Free(recs)
+            except _MapFull:
+                self._abort(txn)
+                self.grow_after_full()
+                continue
+            except BaseException:
+                self._abort(txn)
+                raise
+            if broken >= 0:        # a write failed midway: drop that request, redo the others
+                self._abort(txn)
+                live.remove(broken)
+                continue
+            try:
+                self._commit(txn)
+            except _MapFull:
+                self.grow_after_full()
+                continue
+            except Exception as e:
+                for i in live:
+                    results[i] = e
+            break
+        return results
+
     # -- namespaces --------------------------------------------------------------------
 
     def open_log(self, str namespace):
@@ -550,16 +607,10 @@ cdef class NativeLog:
                 mdb_cursor_close(log_cur)
             mdb_cursor_close(idx_cur)
 
-    def append(self, list events, int expect_kind=EXPECT_ANY, long long expected=0,
-               Py_ssize_t max_event_bytes=0x7FFFFFFF):
-        """Append one actor's events atomically; validated by the caller for shape."""
+    cdef Rec *_prepare(self, list events, Py_ssize_t max_event_bytes) except NULL:
+        """Validate and size a non-empty batch; the caller frees the array (PyMem_Free)."""
         cdef Py_ssize_t i, count = len(events)
-        cdef Rec *recs
-        cdef MDB_txn *txn
-        if count == 0:
-            return []
-        self.env.check()
-        recs = <Rec *>PyMem_Malloc(count * sizeof(Rec))
+        cdef Rec *recs = <Rec *>PyMem_Malloc(count * sizeof(Rec))
         if recs == NULL:
             raise MemoryError()
         try:
@@ -577,6 +628,22 @@ cdef class NativeLog:
                     raise InvalidInputError(
                         f"versions must strictly increase within a batch: events[{i}] has version "
                         f"{recs[i].version} after {recs[i - 1].version}")
+        except BaseException:
+            PyMem_Free(recs)
+            raise
+        return recs
+
+    def append(self, list events, int expect_kind=EXPECT_ANY, long long expected=0,
+               Py_ssize_t max_event_bytes=0x7FFFFFFF):
+        """Append one actor's events atomically, in this thread's explicit transaction or
+        in a transaction of its own."""
+        cdef Rec *recs
+        cdef MDB_txn *txn
+        if not events:
+            return []
+        self.env.check()
+        recs = self._prepare(events, max_event_bytes)
+        try:
             if self.env.in_explicit_txn():
                 try:
                     return self._append_in(self.env.wtxn, recs, events, expect_kind, expected)

@@ -1,0 +1,134 @@
+"""Group commit: concurrent appends share one transaction, each keeping its own outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from aether_fast import Event, InvalidInputError, LmdbEventStore, VersionConflictError
+
+
+def ev(actor: str, version: int, **kw) -> Event:
+    return Event(event_type="T", actor_id=actor, version=version, **kw)
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.001)
+
+
+def run_queued(store: LmdbEventStore, calls: list) -> list:
+    """Hold the writer lock in a transaction of another thread, start ``calls`` in threads,
+    wait until all but the first (which writes alone, blocked on the lock) are queued,
+    then release: the queued calls must be written as one group."""
+    results: list = [None] * len(calls)
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder():
+        with store.transaction():
+            held.set()
+            release.wait(10)
+
+    def call(i):
+        try:
+            results[i] = calls[i]()
+        except Exception as e:  # noqa: BLE001 -- the outcome is what the test checks
+            results[i] = e
+
+    h = threading.Thread(target=holder)
+    h.start()
+    held.wait(10)
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    threads[0].start()
+    wait_for(lambda: store._committer._busy)
+    for t in threads[1:]:
+        t.start()
+    wait_for(lambda: len(store._committer._queue) == len(calls) - 1)
+    release.set()
+    for t in [h, *threads]:
+        t.join(10)
+    return results
+
+
+def test_queued_appends_share_one_transaction(tmp_path):
+    with LmdbEventStore(tmp_path / "s") as store:
+        txn_before = store.info()["last_txn_id"]
+        results = run_queued(store, [lambda a=a: store.save_event(ev(f"a{a}", 1)) for a in range(8)])
+        assert sorted(results) == list(range(1, 9))
+        assert store._committer.groups == 1
+        assert store._committer.grouped == 7
+        # the empty holder transaction commits nothing; then one solo and one group commit
+        assert store.info()["last_txn_id"] - txn_before == 2
+        assert [e.position for e in store.read_all()] == list(range(1, 9))
+
+
+def test_a_conflict_in_a_group_fails_only_its_request(tmp_path):
+    with LmdbEventStore(tmp_path / "s") as store:
+        store.save_event(ev("taken", 1))
+        calls = [
+            lambda: store.save_event(ev("first", 1)),
+            lambda: store.save_event(ev("x", 1)),
+            lambda: store.save_event(ev("taken", 1)),                     # conflict
+            lambda: store.append("y", [ev("y", 1), ev("y", 2)], expected_version=5),  # conflict
+            lambda: store.save_event(ev("big", 1, data=b"x" * 200)),
+            lambda: store.append("z", [ev("z", 1), ev("z", 2)], expected_version="no_stream"),
+        ]
+        store.max_event_bytes = 150   # the "big" request fails its size check, in the group
+        results = run_queued(store, calls)
+        assert isinstance(results[2], VersionConflictError) and results[2].current_version == 1
+        assert isinstance(results[3], VersionConflictError) and results[3].expected_version == 5
+        assert isinstance(results[4], InvalidInputError)
+        written = [r for i, r in enumerate(results) if i not in (2, 3, 4)]
+        flat = sorted(p for r in written for p in (r if isinstance(r, list) else [r]))
+        assert flat == list(range(2, 2 + len(flat)))
+        assert store.get_latest_version("y") == 0
+        assert store.get_latest_version("big") == 0
+        assert [e.version for e in store.get_events("z")] == [1, 2]
+        assert store.get_latest_version("x") == 1
+
+
+def test_same_version_race_through_groups(tmp_path):
+    """Many threads racing on one actor's version through group commit: one winner each round."""
+    with LmdbEventStore(tmp_path / "s") as store:
+        for version in range(1, 6):
+            barrier = threading.Barrier(16)
+            outcomes: list = []
+
+            def racer(v=version, barrier=barrier, outcomes=outcomes):
+                barrier.wait()
+                try:
+                    outcomes.append(store.save_event(ev("hot", v)))
+                except VersionConflictError:
+                    outcomes.append("conflict")
+
+            threads = [threading.Thread(target=racer) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert outcomes.count("conflict") == 15
+        assert [e.version for e in store.get_events("hot")] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("durability", ["sync", "nosync"])
+def test_many_threads_every_append_lands_once(tmp_path, durability):
+    with LmdbEventStore(tmp_path / "s", durability=durability) as store:
+        def writer(w):
+            for v in range(1, 41):
+                store.save_event(ev(f"w{w}", v))
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert store.last_position() == 320
+        assert [e.position for e in store.read_all()] == list(range(1, 321))
+        for w in range(8):
+            assert [e.version for e in store.get_events(f"w{w}")] == list(range(1, 41))
