@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
@@ -37,6 +37,7 @@ from .model import (
     parse_expected_version,
 )
 from .namespace import DEFAULT_NAMESPACE, validate_namespace
+from .subscription import CommitNotifier, Subscription
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -45,7 +46,7 @@ Durability = Literal["sync", "metasync", "nosync"]
 DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
 
 _registry_lock = threading.Lock()
-_open_envs: dict[str, tuple[_native.NativeEnv, set[str], GroupCommitter]] = {}
+_open_envs: dict[str, tuple[_native.NativeEnv, set[str], GroupCommitter, CommitNotifier]] = {}
 
 
 class LmdbEventStore:
@@ -108,8 +109,8 @@ class LmdbEventStore:
                     self.path, map_size=map_size, durability=durability,
                     max_namespaces=max_namespaces, max_readers=max_readers,
                 )
-                entry = _open_envs[self.path] = (env, set(), GroupCommitter(env))
-            env, users, committer = entry
+                entry = _open_envs[self.path] = (env, set(), GroupCommitter(env), CommitNotifier())
+            env, users, committer, notifier = entry
             if env.durability != durability:
                 raise InvalidInputError(
                     f"store {self.path!r} is already open in this process with durability "
@@ -123,6 +124,7 @@ class LmdbEventStore:
             users.add(self.namespace)
         self._env = env
         self._committer = committer
+        self._notifier = notifier
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -165,7 +167,9 @@ class LmdbEventStore:
         """Store one event (Aether's SaveEvent): its version must exceed the actor's latest,
         else VersionConflictError. Re-saving an event already stored (same id and version)
         returns its original position. Returns the event's global position."""
-        return self._committer.append(self._live(), [event], 0, 0, self.max_event_bytes)[0]
+        position = self._committer.append(self._live(), [event], 0, 0, self.max_event_bytes)[0]
+        self._notifier.notify()
+        return position
 
     def append(
         self, actor_id: str, events: Sequence[Event], *, expected_version: ExpectedVersion = "any"
@@ -189,7 +193,9 @@ class LmdbEventStore:
             )
         if not events:
             return []
-        return self._committer.append(log, events, kind, expected, self.max_event_bytes)
+        positions = self._committer.append(log, events, kind, expected, self.max_event_bytes)
+        self._notifier.notify()
+        return positions
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -204,6 +210,7 @@ class LmdbEventStore:
             self._env.end_transaction(False)
             raise
         self._env.end_transaction(True)
+        self._notifier.notify()
 
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         """Store a snapshot; one of the same actor and version is replaced."""
@@ -250,6 +257,21 @@ class LmdbEventStore:
             if limit < 0:
                 raise InvalidInputError(f"limit must be >= 0, got {limit}")
         return log.iterate(pos, -1 if limit is None else limit)
+
+    def subscribe(
+        self, from_position: int = 1, *, event_types: Iterable[str] | None = None, poll_interval: float = 0.001
+    ) -> Subscription:
+        """A catch-up subscription: every event from ``from_position`` on, history first,
+        then live as commits land (also those of other processes, seen within about
+        ``poll_interval``), in position order, with no gap and no duplicate."""
+        self._live()
+        return Subscription(
+            lambda position, limit: self._live().read_range(position, limit, False),
+            self._notifier,
+            from_position=from_position,
+            event_types=event_types,
+            poll_interval=poll_interval,
+        )
 
     def read_columns(
         self, actor_id: str | None = None, *, from_position: int = 1, to_position: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from .model import (
     parse_expected_version,
 )
 from .namespace import DEFAULT_NAMESPACE, validate_namespace
+from .subscription import CommitNotifier, Subscription
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -48,6 +49,7 @@ class InMemoryEventStore:
         self._actors: dict[str, list[Event]] = {}
         self._snapshots: dict[str, dict[int, tuple]] = {}
         self._txn_owner: int | None = None
+        self._notifier = CommitNotifier()
         self._closed = False
 
     def close(self) -> None:
@@ -129,7 +131,9 @@ class InMemoryEventStore:
                 self._log.append(stored_ev)
                 self._actors.setdefault(ev.actor_id, []).append(stored_ev)
                 positions.append(stored_ev.position)
-            return positions
+        if self._txn_owner is None:
+            self._notifier.notify()
+        return positions
 
     @staticmethod
     def _stored_positions(stream: list[Event], events: list[Event]) -> list[int] | None:
@@ -169,6 +173,7 @@ class InMemoryEventStore:
                 raise
             finally:
                 self._txn_owner = None
+        self._notifier.notify()
 
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         self._check_open()
@@ -208,6 +213,22 @@ class InMemoryEventStore:
         with self._lock:
             end = len(self._log) if limit is None else min(len(self._log), start + limit)
             return iter(self._log[start:end])
+
+    def subscribe(
+        self, from_position: int = 1, *, event_types: Iterable[str] | None = None, poll_interval: float = 0.001
+    ) -> Subscription:
+        """A catch-up subscription, as ``LmdbEventStore.subscribe``."""
+        self._check_open()
+
+        def read_range(position: int, limit: int) -> list[Event]:
+            self._check_open()
+            with self._lock:
+                return self._log[position - 1 : position - 1 + limit]
+
+        return Subscription(
+            read_range, self._notifier, from_position=from_position, event_types=event_types,
+            poll_interval=poll_interval,
+        )
 
     def read_columns(
         self, actor_id: str | None = None, *, from_position: int = 1, to_position: int | None = None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from .model import ActorSnapshot, Event, ExpectedVersion, ReplayResult
+from .subscription import Subscription
 
 
 @runtime_checkable
@@ -32,6 +33,11 @@ class EventStore(Protocol):
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[Event]:
         """The global log from ``from_position`` on, in commit order."""
+
+    def subscribe(
+        self, from_position: int = 1, *, event_types: Iterable[str] | None = None, poll_interval: float = 0.001
+    ) -> Subscription:
+        """Every event from ``from_position`` on, history then live, in position order."""
 
     def transaction(self) -> AbstractContextManager[None]:
         """Group several writes into one atomic commit."""

@@ -194,6 +194,22 @@ class StoreConformance:
         assert store.get_latest_version("nobody") == 0
         assert store.get_latest_snapshot("nobody") is None
 
+    # -- subscribe ---------------------------------------------------------------------------
+
+    def test_subscribe_delivers_history_then_live_without_gap(self, store):
+        store.save_event(ev("a", 1))
+        store.save_event(ev("b", 1))
+        sub = store.subscribe(2)
+        assert sub.next(timeout=1).position == 2
+        assert sub.next(timeout=0.01) is None
+        store.append("a", [ev("a", 2), ev("a", 3)])
+        with store.transaction():
+            store.save_event(ev("c", 1))
+        assert [sub.next(timeout=1).position for _ in range(3)] == [3, 4, 5]
+        assert sub.next(timeout=0.01) is None
+        sub.stop()
+        assert list(sub) == []
+
     # -- save_event ---------------------------------------------------------------------------
 
     def test_save_event_returns_gapless_global_positions(self, store):
