@@ -1,15 +1,16 @@
 """Group commit: concurrent appends of one LMDB environment share write transactions.
 
-The first caller with nothing queued writes alone, at once (no added latency). Callers
-that arrive while a commit is in flight queue up; when it ends, the head of the queue
-leads: it writes the queued requests (up to ``max_group``) in one transaction with one
-fsync, hands each caller its own positions or its own error, and passes the lead on.
+Every append joins a queue. The caller that finds no leader becomes the leader: it takes
+the queued requests (its own first, up to ``max_group``), writes them in one transaction
+with one fsync, hands each caller its own positions or its own error, and goes on with
+the requests queued meanwhile for a few groups before passing the lead to the head of the
+queue. A lone writer is never delayed; under contention the leader waits up to ``gather``
+seconds for as many callers as the recent groups had, so that groups stay full.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 
 from . import _native
@@ -24,7 +25,8 @@ class _Request:
         self.kind = kind
         self.expected = expected
         self.max_bytes = max_bytes
-        self.ready = threading.Event()
+        self.ready = threading.Lock()     # held until the result (or the lead) is handed over
+        self.ready.acquire()
         self.result: object = None
         self.lead = False
 
@@ -32,67 +34,71 @@ class _Request:
 class GroupCommitter:
     """Gathers the appends of one environment (all its namespaces) into groups.
 
-    ``max_group`` bounds the requests in one transaction; ``window`` (seconds, default 0)
-    lets a leader wait that long for more requests when its group is not full.
+    ``max_group`` bounds the requests in one transaction; ``gather`` (seconds) bounds how
+    long a leader waits for more callers after contention was seen; a leader writes at
+    most ``rounds`` groups in a row (its own caller waits meanwhile) before handing over.
     """
 
-    def __init__(self, env: _native.NativeEnv, *, max_group: int = 512, window: float = 0.0) -> None:
+    def __init__(
+        self, env: _native.NativeEnv, *, max_group: int = 512, gather: float = 0.0005, rounds: int = 2
+    ) -> None:
         self._env = env
-        self._lock = threading.Lock()
+        self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Request] = deque()
         self._busy = False
+        self._recent: deque[int] = deque(maxlen=4)   # sizes of the last groups
         self.max_group = max_group
-        self.window = window
-        self.groups = 0          # transactions committed by leaders of queued requests
-        self.grouped = 0         # requests written in those transactions
+        self.gather = gather
+        self.rounds = rounds
+        self.groups = 0          # transactions written through the queue
+        self.grouped = 0         # requests written in them
 
     def append(self, log: _native.NativeLog, events: list, kind: int, expected: int, max_bytes: int) -> list[int]:
         if self._env.owns_transaction():      # inside transaction(): that transaction holds the writer lock
             return log.append(events, kind, expected, max_bytes)
-        with self._lock:
-            if not self._busy:
-                self._busy = True
-                request = None
-            else:
-                request = _Request(log, events, kind, expected, max_bytes)
-                self._queue.append(request)
-        if request is None:
-            try:
-                return log.append(events, kind, expected, max_bytes)
-            finally:
-                self._pass_lead()
-        request.ready.wait()
-        if request.lead:
-            self._lead()
+        request = _Request(log, events, kind, expected, max_bytes)
+        with self._cond:
+            self._queue.append(request)
+            lead = not self._busy
+            self._busy = True
+            self._cond.notify()
+        if not lead:
+            request.ready.acquire()
+            lead = request.lead
+        if lead:
+            self._lead(request)
         if isinstance(request.result, BaseException):
             raise request.result
         return request.result
 
-    def _pass_lead(self) -> None:
-        with self._lock:
+    def _lead(self, own: _Request) -> None:
+        for _ in range(self.rounds):
+            with self._cond:
+                # under contention, wait (briefly) for as many callers as the recent groups had
+                target = max(self._recent, default=1) - (0 if own.result is None else 1)
+                if target > 1 and len(self._queue) < target:
+                    self._cond.wait_for(lambda t=target: len(self._queue) >= t, self.gather)
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+                self._recent.append(len(batch) + (0 if own.result is None else 1))
+                if not batch:
+                    self._busy = False
+                    return
+            try:
+                results = self._env.append_group(
+                    [(r.log, r.events, r.kind, r.expected, r.max_bytes) for r in batch]
+                )
+            except BaseException as e:  # noqa: BLE001 -- the transaction failed: every caller in it gets it
+                results = [e] * len(batch)
+            self.groups += 1
+            self.grouped += len(batch)
+            for request, result in zip(batch, results):
+                request.result = result
+                if request is not own:
+                    request.ready.release()
+        with self._cond:                   # hand over to the head of the queue, or step down
             if not self._queue:
                 self._busy = False
                 return
             head = self._queue[0]
         head.lead = True
-        head.ready.set()
-
-    def _lead(self) -> None:
-        if self.window > 0 and len(self._queue) < self.max_group:
-            time.sleep(self.window)
-        with self._lock:
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
-        try:
-            results = self._env.append_group(
-                [(r.log, r.events, r.kind, r.expected, r.max_bytes) for r in batch]
-            )
-        except BaseException as e:  # noqa: BLE001 -- the transaction failed: every waiting caller gets it
-            results = [e] * len(batch)
-        self.groups += 1
-        self.grouped += len(batch)
-        for request, result in zip(batch, results):
-            request.result = result
-            request.lead = False
-        self._pass_lead()
-        for request in batch:
-            request.ready.set()
+        head.ready.release()

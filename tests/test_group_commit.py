@@ -61,9 +61,10 @@ def test_queued_appends_share_one_transaction(tmp_path):
         txn_before = store.info()["last_txn_id"]
         results = run_queued(store, [lambda a=a: store.save_event(ev(f"a{a}", 1)) for a in range(8)])
         assert sorted(results) == list(range(1, 9))
-        assert store._committer.groups == 1
-        assert store._committer.grouped == 7
-        # the empty holder transaction commits nothing; then one solo and one group commit
+        # the first caller's own write (it was blocked on the lock), then one group of 7
+        assert store._committer.groups == 2
+        assert store._committer.grouped == 8
+        # the empty holder transaction commits nothing: two commits in all
         assert store.info()["last_txn_id"] - txn_before == 2
         assert [e.position for e in store.read_all()] == list(range(1, 9))
 
