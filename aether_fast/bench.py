@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -686,17 +686,44 @@ def report(cfg: Config, rows: list[Row], tmp: str | None, seconds: float) -> dic
     }
 
 
-def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout) -> dict[str, object]:
-    """Run every workload, print the header and the table to ``out``; the JSON form."""
+def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None,
+               log: Callable[[str], None]) -> tuple[list[Row], dict[str, object]]:
+    """The rows of each named suite, and extra figures (e.g. latencies) by suite."""
+    rows: list[Row] = []
+    extra: dict[str, object] = {}
+    if "core" in suites:
+        log("core: generating events ...")
+        rows += Bench(cfg, tmp, log).run()
+    if "concurrency" in suites:
+        from .bench_concurrency import QUICK_CONCURRENCY, ConcurrencyBench, ConcurrencyConfig
+
+        log("concurrency: durable writers and subscriptions ...")
+        ccfg = QUICK_CONCURRENCY if cfg.events < Config().events else ConcurrencyConfig()
+        more, latency = ConcurrencyBench(ccfg, tmp, log).run()
+        rows += more
+        extra["subscription_latency_ms"] = latency
+    return rows, extra
+
+
+SUITES = ("core", "concurrency")
+
+
+def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,
+               suites: Sequence[str] = SUITES) -> dict[str, object]:
+    """Run the suites, print the header and the table to ``out``; the JSON form."""
     t0 = time.perf_counter()
     print(format_header(cfg, tmp), file=out, flush=True)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    log("  generating events ...")
-    rows = Bench(cfg, tmp, log).run()
+    rows, extra = run_suites(cfg, suites, tmp, log)
     seconds = time.perf_counter() - t0
     print(format_table(rows), file=out)
+    latency = extra.get("subscription_latency_ms")
+    if latency:
+        print(f"subscription commit-to-delivery latency across processes ({latency['events']} commits): "
+              f"p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms, max {latency['max_ms']:.2f} ms",
+              file=out)
     print(f"({seconds:.1f} s)", file=out, flush=True)
-    return report(cfg, rows, tmp, seconds)
+    return {**report(cfg, rows, tmp, seconds), **extra}

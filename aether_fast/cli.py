@@ -8,6 +8,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 
+from .bench import SUITES
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "or FULL with sync)")
     bench.add_argument("--dir", metavar="DIR", help="where to create the temporary stores (default: the system temp dir)")
     bench.add_argument("--json", metavar="FILE", help="also write every figure and ratio to FILE as JSON")
+    bench.add_argument("--suite", action="append", choices=SUITES, metavar="NAME",
+                       help=f"run only this suite (repeatable; default all: {', '.join(SUITES)})")
     bench.set_defaults(run=_bench, parser=bench)
     return parser
 
@@ -57,7 +61,7 @@ def _bench(args: argparse.Namespace) -> int:
         args.parser.error(f"--dir {args.dir!r} is not a directory")
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         args.parser.error(f"--json {args.json!r}: its directory does not exist")
-    result = main_bench(cfg, tmp=args.dir)
+    result = main_bench(cfg, tmp=args.dir, suites=args.suite or SUITES)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -12,7 +12,7 @@ from aether_fast.cli import main
 
 WORKLOADS = {
     "bulk_append/py-lmdb", "bulk_append/sqlite3", "save_event", "replay", "columns_actor",
-    "columns_range", "read_all",
+    "columns_range", "read_all", "threads_vs_single", "threads_vs_sqlite", "single_vs_pylmdb", "catch_up",
 }
 
 
@@ -34,6 +34,9 @@ def test_bench_quick_reports_every_workload_as_json(tmp_path):
         assert len(row["aether_times"]) == len(row["baseline_times"]) == result["settings"]["repeats"]
         assert isinstance(row["met"], bool)
         assert row["workload"] in proc.stdout
+    latency = result["subscription_latency_ms"]
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert "commit-to-delivery latency" in proc.stdout
     assert result["settings"]["durability"] == "nosync"
     assert result["machine"]["cores"] >= 1
     assert "synchronous=NORMAL" in proc.stdout
