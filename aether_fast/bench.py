@@ -702,10 +702,19 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None,
         more, latency = ConcurrencyBench(ccfg, tmp, log).run()
         rows += more
         extra["subscription_latency_ms"] = latency
+    if "eventsourcing" in suites:
+        try:
+            from .bench_eventsourcing import run_suite
+        except ImportError as e:     # the [eventsourcing] extra is not installed
+            log(f"eventsourcing: skipped ({e})")
+        else:
+            more, es_extra = run_suite(cfg.durability, cfg.events < Config().events, tmp, log)
+            rows += more
+            extra.update(es_extra)
     return rows, extra
 
 
-SUITES = ("core", "concurrency")
+SUITES = ("core", "concurrency", "eventsourcing")
 
 
 def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,

@@ -11,6 +11,7 @@ seconds for as many callers as the recent groups had, so that groups stay full.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 from . import _native
@@ -35,12 +36,19 @@ class GroupCommitter:
     """Gathers the appends of one environment (all its namespaces) into groups.
 
     ``max_group`` bounds the requests in one transaction; ``gather`` (seconds) bounds how
-    long a leader waits for more callers after contention was seen; a leader writes at
+    long a leader waits for more callers after contention was seen, and it stops waiting
+    after ``gather_slice`` seconds without an arrival; a leader writes at
     most ``rounds`` groups in a row (its own caller waits meanwhile) before handing over.
     """
 
     def __init__(
-        self, env: _native.NativeEnv, *, max_group: int = 512, gather: float = 0.0005, rounds: int = 2
+        self,
+        env: _native.NativeEnv,
+        *,
+        max_group: int = 512,
+        gather: float = 0.0005,
+        gather_slice: float = 0.0001,
+        rounds: int = 2,
     ) -> None:
         self._env = env
         self._cond = threading.Condition(threading.Lock())
@@ -49,6 +57,7 @@ class GroupCommitter:
         self._recent: deque[int] = deque(maxlen=4)   # sizes of the last groups
         self.max_group = max_group
         self.gather = gather
+        self.gather_slice = gather_slice
         self.rounds = rounds
         self.groups = 0          # transactions written through the queue
         self.grouped = 0         # requests written in them
@@ -76,8 +85,13 @@ class GroupCommitter:
             with self._cond:
                 # under contention, wait (briefly) for as many callers as the recent groups had
                 target = max(self._recent, default=1) - (0 if own.result is None else 1)
-                if target > 1 and len(self._queue) < target:
-                    self._cond.wait_for(lambda t=target: len(self._queue) >= t, self.gather)
+                deadline = time.monotonic() + self.gather
+                while len(self._queue) < target:
+                    queued = len(self._queue)
+                    left = deadline - time.monotonic()
+                    # each arrival wakes the wait; a quiet slice means nobody else is coming
+                    if left <= 0 or not self._cond.wait(min(left, self.gather_slice)) and len(self._queue) == queued:
+                        break
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
                 self._recent.append(len(batch) + (0 if own.result is None else 1))
                 if not batch:

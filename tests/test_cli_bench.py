@@ -13,6 +13,8 @@ from aether_fast.cli import main
 WORKLOADS = {
     "bulk_append/py-lmdb", "bulk_append/sqlite3", "save_event", "replay", "columns_actor",
     "columns_range", "read_all", "threads_vs_single", "threads_vs_sqlite", "single_vs_pylmdb", "catch_up",
+    "es/insert_events/sqlite", "es/insert_events/popo", "es/select_events/sqlite",
+    "es/select_notifications/sqlite", "es/app_1/sqlite", "es/app_n/sqlite",
 }
 
 
