@@ -113,9 +113,6 @@ cdef str rec_problem(int code):
             "record length disagrees with its header", "checksum mismatch")[code]
 
 
-cdef dict _NO_METADATA = {}   # shared by events without metadata: Event never exposes it mutably
-
-
 cdef inline str _text(const unsigned char *q, size_t n, str previous):
     """Decode UTF-8, reusing ``previous`` when it has the same bytes (runs of one actor or
     one event type then share one str: less decoding, less memory)."""

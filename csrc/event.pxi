@@ -10,6 +10,7 @@ from types import MappingProxyType as _MappingProxy
 
 import orjson as _orjson
 
+cdef dict _NO_METADATA = {}   # shared by events without metadata: Event never exposes it mutably
 cdef object _EPOCH = _datetime(1970, 1, 1, tzinfo=_timezone.utc)
 cdef object _UTC = _timezone.utc
 cdef object _time_ns = _time.time_ns
@@ -114,7 +115,7 @@ cdef long long _timestamp_ns(object ts) except? -1:
 
 cdef dict _check_metadata(object metadata):
     if metadata is None:
-        return {}
+        return _NO_METADATA
     if not isinstance(metadata, dict):
         try:
             metadata = dict(metadata)
@@ -126,12 +127,46 @@ cdef dict _check_metadata(object metadata):
     return dict(metadata)
 
 
+# Random UUIDs from os.urandom read 4 KiB at a time (one system call per 256 ids); the
+# unused bytes are dropped in a forked child so that two processes never share them.
+cdef bytes _uuid_pool = b""
+cdef Py_ssize_t _uuid_next = 0
+
+
+def _drop_uuid_pool():
+    global _uuid_pool, _uuid_next
+    _uuid_pool = b""
+    _uuid_next = 0
+
+
+_os.register_at_fork(after_in_child=_drop_uuid_pool)
+
+
 cdef str _new_uuid4():
-    cdef bytearray b = bytearray(_urandom(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    global _uuid_pool, _uuid_next
+    cdef const unsigned char *r
+    cdef char out[36]
+    cdef int i, j = 0
+    cdef unsigned char byte
+    cdef const char *hexdigits = b"0123456789abcdef"
+    if _uuid_next + 16 > len(_uuid_pool):
+        _uuid_pool = _urandom(4096)
+        _uuid_next = 0
+    r = <const unsigned char *>PyBytes_AS_STRING(_uuid_pool) + _uuid_next
+    _uuid_next += 16
+    for i in range(16):
+        byte = r[i]
+        if i == 6:
+            byte = (byte & 0x0F) | 0x40      # version 4
+        elif i == 8:
+            byte = (byte & 0x3F) | 0x80      # RFC 4122 variant
+        if i == 4 or i == 6 or i == 8 or i == 10:
+            out[j] = b"-"
+            j += 1
+        out[j] = hexdigits[byte >> 4]
+        out[j + 1] = hexdigits[byte & 15]
+        j += 2
+    return PyUnicode_DecodeASCII(out, 36, NULL)
 
 
 cdef str _format_rfc3339(object ns):
@@ -200,6 +235,9 @@ cdef class Event:
         if data is None:
             self._payload = b"{}"
             self._raw = False
+        elif type(data) is bytes:
+            self._payload = data
+            self._raw = True
         elif isinstance(data, (bytes, bytearray, memoryview)):
             self._payload = bytes(data)
             self._raw = True

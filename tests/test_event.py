@@ -734,3 +734,26 @@ def test_repr_mentions_identity():
     e = ev(id="e-1", version=3)
     r = repr(e)
     assert "e-1" in r and "order-1" in r and "version=3" in r
+
+
+def test_default_ids_are_distinct_rfc4122_v4_uuids_even_across_fork():
+    import os
+    import uuid
+
+    ids = [ev().id for _ in range(600)]          # crosses the 256-id random pool
+    assert len(set(ids)) == 600
+    for text in ids:
+        u = uuid.UUID(text)
+        assert str(u) == text and u.version == 4 and u.variant == uuid.RFC_4122
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child must not reuse the parent's unused random bytes
+        os.close(read)
+        os.write(write, " ".join(ev().id for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1 << 16).decode().split()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = [ev().id for _ in range(5)]
+    assert len(child) == 5 and not set(child) & set(parent)
