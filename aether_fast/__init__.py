@@ -1,5 +1,14 @@
 """aether_fast: fast event-sourcing primitives over an LMDB append-only log."""
 
+from .bus import (
+    BusClosedError,
+    BusMetrics,
+    BusSubscription,
+    EventBus,
+    PublishTimeoutError,
+    ReceiveTimeoutError,
+    SubscriberOverflowError,
+)
 from .errors import (
     AetherError,
     CorruptRecordError,
@@ -29,8 +38,10 @@ from .model import (
     ReplayError,
     ReplayResult,
 )
-from .namespace import validate_namespace
+from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
+from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
+from .subscription import Subscription
 
 __version__ = "0.1.0"
 
@@ -42,11 +53,16 @@ __all__ = [
     "USER_ID",
     "ActorSnapshot",
     "AetherError",
+    "BusClosedError",
+    "BusMetrics",
+    "BusSubscription",
     "ColumnarEvents",
     "CorruptRecordError",
     "Durability",
     "Event",
+    "EventBus",
     "EventStore",
+    "EventStored",
     "ExpectedVersion",
     "InMemoryEventStore",
     "IncompatibleFormatError",
@@ -54,6 +70,9 @@ __all__ = [
     "InvalidNamespaceError",
     "InvalidTypeError",
     "LmdbEventStore",
+    "NotifyingStore",
+    "PublishTimeoutError",
+    "ReceiveTimeoutError",
     "ReplayError",
     "ReplayResult",
     "SnapshotStore",
@@ -62,6 +81,11 @@ __all__ = [
     "StoreClosedError",
     "StoreForkedError",
     "StoreFullError",
+    "SubscriberOverflowError",
+    "Subscription",
+    "VersionConflict",
     "VersionConflictError",
+    "validate_actor_pattern",
     "validate_namespace",
+    "validate_namespace_pattern",
 ]

@@ -711,10 +711,15 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None,
             more, es_extra = run_suite(cfg.durability, cfg.events < Config().events, tmp, log)
             rows += more
             extra.update(es_extra)
+    if "bus" in suites:
+        from .bench_bus import bus_rows
+
+        log("bus: matching, fan-out, publish ...")
+        rows += bus_rows(cfg, log)
     return rows, extra
 
 
-SUITES = ("core", "concurrency", "eventsourcing")
+SUITES = ("core", "concurrency", "eventsourcing", "bus")
 
 
 def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,

@@ -53,3 +53,4 @@ af_crc32c_init()
 include "event.pxi"
 include "codec.pxi"
 include "log.pxi"
+include "match.pxi"

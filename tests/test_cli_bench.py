@@ -15,6 +15,7 @@ WORKLOADS = {
     "columns_range", "read_all", "threads_vs_single", "threads_vs_sqlite", "single_vs_pylmdb", "catch_up",
     "es/insert_events/sqlite", "es/insert_events/popo", "es/select_events/sqlite",
     "es/select_notifications/sqlite", "es/app_1/sqlite", "es/app_n/sqlite",
+    "bus_match", "bus_fanout_callback", "bus_fanout_async", "bus_publish_1000",
 }
 
 
