@@ -37,7 +37,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -686,9 +686,12 @@ def report(cfg: Config, rows: list[Row], tmp: str | None, seconds: float) -> dic
     }
 
 
-def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None,
-               log: Callable[[str], None]) -> tuple[list[Row], dict[str, object]]:
-    """The rows of each named suite, and extra figures (e.g. latencies) by suite."""
+def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None, log: Callable[[str], None],
+               full: bool = False) -> tuple[list[Row], dict[str, object]]:
+    """The rows of each named suite, and extra figures (e.g. latencies) by suite. The core
+    suite runs at ``cfg``'s size; the others at their reduced sizes unless ``full`` (and
+    always reduced with a ``--quick``-sized ``cfg``)."""
+    small = cfg.events < Config().events or not full
     rows: list[Row] = []
     extra: dict[str, object] = {}
     if "core" in suites:
@@ -698,8 +701,7 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None,
         from .bench_concurrency import QUICK_CONCURRENCY, ConcurrencyBench, ConcurrencyConfig
 
         log("concurrency: durable writers and subscriptions ...")
-        ccfg = QUICK_CONCURRENCY if cfg.events < Config().events else ConcurrencyConfig()
-        more, latency = ConcurrencyBench(ccfg, tmp, log).run()
+        more, latency = ConcurrencyBench(QUICK_CONCURRENCY if small else ConcurrencyConfig(), tmp, log).run()
         rows += more
         extra["subscription_latency_ms"] = latency
     if "eventsourcing" in suites:
@@ -708,14 +710,14 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None,
         except ImportError as e:     # the [eventsourcing] extra is not installed
             log(f"eventsourcing: skipped ({e})")
         else:
-            more, es_extra = run_suite(cfg.durability, cfg.events < Config().events, tmp, log)
+            more, es_extra = run_suite(cfg.durability, small, tmp, log)
             rows += more
             extra.update(es_extra)
     if "bus" in suites:
         from .bench_bus import bus_rows
 
         log("bus: matching, fan-out, publish ...")
-        rows += bus_rows(cfg, log)
+        rows += bus_rows(replace(cfg, events=min(cfg.events, 200_000)) if small else cfg, log)
     return rows, extra
 
 
@@ -723,7 +725,7 @@ SUITES = ("core", "concurrency", "eventsourcing", "bus")
 
 
 def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,
-               suites: Sequence[str] = SUITES) -> dict[str, object]:
+               suites: Sequence[str] = SUITES, full: bool = False) -> dict[str, object]:
     """Run the suites, print the header and the table to ``out``; the JSON form."""
     t0 = time.perf_counter()
     print(format_header(cfg, tmp), file=out, flush=True)
@@ -731,7 +733,7 @@ def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    rows, extra = run_suites(cfg, suites, tmp, log)
+    rows, extra = run_suites(cfg, suites, tmp, log, full)
     seconds = time.perf_counter() - t0
     print(format_table(rows), file=out)
     latency = extra.get("subscription_latency_ms")

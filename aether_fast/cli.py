@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--quick", action="store_true",
                        help="a small workload of a few seconds (50,000 events, 500 actors, 3 repeats)")
+    bench.add_argument("--full", action="store_true",
+                       help="run the concurrency, eventsourcing and bus suites at full size too (about 2 minutes)")
     bench.add_argument("--events", type=_positive_int, metavar="N",
                        help="events written by the bulk workloads (default 1,000,000)")
     bench.add_argument("--actors", type=_positive_int, metavar="N", help="actors they are spread over (default 10,000)")
@@ -61,7 +63,7 @@ def _bench(args: argparse.Namespace) -> int:
         args.parser.error(f"--dir {args.dir!r} is not a directory")
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         args.parser.error(f"--json {args.json!r}: its directory does not exist")
-    result = main_bench(cfg, tmp=args.dir, suites=args.suite or SUITES)
+    result = main_bench(cfg, tmp=args.dir, suites=args.suite or SUITES, full=args.full)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
