@@ -18,7 +18,7 @@ from . import _native
 
 
 class _Request:
-    __slots__ = ("events", "expected", "kind", "lead", "log", "max_bytes", "ready", "result")
+    __slots__ = ("events", "expected", "handed", "kind", "lead", "log", "max_bytes", "ready", "result")
 
     def __init__(self, log, events, kind, expected, max_bytes) -> None:
         self.log = log
@@ -30,6 +30,7 @@ class _Request:
         self.ready.acquire()
         self.result: object = None
         self.lead = False
+        self.handed = False              # its result has been handed over
 
 
 class GroupCommitter:
@@ -58,6 +59,8 @@ class GroupCommitter:
         self.max_group = max_group
         self.gather = gather
         self.gather_slice = gather_slice
+        if rounds < 1 or max_group < 1:
+            raise ValueError(f"rounds and max_group must be >= 1, got {rounds} and {max_group}")
         self.rounds = rounds
         self.groups = 0          # transactions written through the queue
         self.grouped = 0         # requests written in them
@@ -72,44 +75,85 @@ class GroupCommitter:
             self._busy = True
             self._cond.notify()
         if not lead:
-            request.ready.acquire()
-            lead = request.lead
+            lead = self._wait(request)
         if lead:
             self._lead(request)
         if isinstance(request.result, BaseException):
             raise request.result
         return request.result
 
-    def _lead(self, own: _Request) -> None:
-        for _ in range(self.rounds):
-            with self._cond:
-                # under contention, wait (briefly) for as many callers as the recent groups had
-                target = max(self._recent, default=1) - (0 if own.result is None else 1)
-                deadline = time.monotonic() + self.gather
-                while len(self._queue) < target:
-                    queued = len(self._queue)
-                    left = deadline - time.monotonic()
-                    # each arrival wakes the wait; a quiet slice means nobody else is coming
-                    if left <= 0 or not self._cond.wait(min(left, self.gather_slice)) and len(self._queue) == queued:
-                        break
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
-                self._recent.append(len(batch) + (0 if own.result is None else 1))
-                if not batch:
-                    self._busy = False
-                    return
+    def _wait(self, request: _Request) -> bool:
+        """Wait for a result or the lead (True). Interrupted (e.g. KeyboardInterrupt) while
+        still queued, the request is withdrawn unwritten; once taken, it is seen through
+        (written, or led) before the interruption is raised."""
+        interrupted: BaseException | None = None
+        while True:
             try:
-                results = self._env.append_group(
-                    [(r.log, r.events, r.kind, r.expected, r.max_bytes) for r in batch]
-                )
-            except BaseException as e:  # noqa: BLE001 -- the transaction failed: every caller in it gets it
-                results = [e] * len(batch)
-            self.groups += 1
-            self.grouped += len(batch)
-            for request, result in zip(batch, results):
-                request.result = result
-                if request is not own:
-                    request.ready.release()
-        with self._cond:                   # hand over to the head of the queue, or step down
+                request.ready.acquire()
+                break
+            except BaseException as e:
+                with self._cond:
+                    if request in self._queue and not request.lead:
+                        self._queue.remove(request)
+                        raise
+                interrupted = e
+        if interrupted is not None:
+            if request.lead:
+                self._lead(request)
+            raise interrupted
+        return request.lead
+
+    def _lead(self, own: _Request) -> None:
+        """Write queued requests in up to ``rounds`` groups, then hand over or step down;
+        whatever happens, no taken request is left without its result."""
+        batch: list[_Request] = []
+        try:
+            for _ in range(self.rounds):
+                with self._cond:
+                    # under contention, wait (briefly) for as many callers as the recent groups had
+                    target = max(self._recent, default=1) - (0 if own.result is None else 1)
+                    deadline = time.monotonic() + self.gather
+                    while len(self._queue) < target:
+                        queued = len(self._queue)
+                        left = deadline - time.monotonic()
+                        # each arrival wakes the wait; a quiet slice means nobody else is coming
+                        if left <= 0 or not self._cond.wait(min(left, self.gather_slice)) and len(self._queue) == queued:
+                            break
+                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_group))]
+                    self._recent.append(len(batch) + (0 if own.result is None else 1))
+                    if not batch:
+                        self._busy = False
+                        return
+                try:
+                    results = self._env.append_group(
+                        [(r.log, r.events, r.kind, r.expected, r.max_bytes) for r in batch]
+                    )
+                except Exception as e:  # noqa: BLE001 -- the transaction failed: every caller in it gets it
+                    results = [e] * len(batch)
+                self.groups += 1
+                self.grouped += len(batch)
+                for request, result in zip(batch, results):
+                    request.result = result
+                    self._hand(request, own)
+                batch = []
+        except BaseException as e:
+            for request in batch:              # taken but not handed back: they get the error
+                if not request.handed:
+                    request.result = e
+                    self._hand(request, own)
+            self._hand_over()
+            raise
+        self._hand_over()
+
+    @staticmethod
+    def _hand(request: _Request, own: _Request) -> None:
+        request.handed = True
+        if request is not own:
+            request.ready.release()
+
+    def _hand_over(self) -> None:
+        """Pass the lead to the head of the queue, or step down when it is empty."""
+        with self._cond:
             if not self._queue:
                 self._busy = False
                 return

@@ -9,6 +9,7 @@ and immutable, so it delivers every event once, in position order, with no gap.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 _CHUNK = 1024
+_log = logging.getLogger("aether_fast.subscription")
 
 
 class CommitNotifier:
@@ -34,13 +36,15 @@ class CommitNotifier:
         self.waiting = 0
 
     def notify(self) -> None:
-        if not self.waiting and not self._listeners:
-            return
         with self._cond:
-            self.generation += 1
-            self._cond.notify_all()
+            self.generation += 1        # always: a reader between its check and its wait sees it
+            if self.waiting:
+                self._cond.notify_all()
         for listener in list(self._listeners):
-            listener()
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 -- a reader's trouble must not fail a committed write
+                _log.warning("a subscription's wake-up failed", exc_info=True)
 
     def wait(self, generation: int, timeout: float) -> None:
         with self._cond:
@@ -61,7 +65,8 @@ class CommitNotifier:
 class Subscription:
     """Iterate events from ``from_position`` on: ``for event in sub`` blocks until the next
     event or ``stop()``; ``sub.next(timeout)`` returns None on timeout; ``async for``
-    works too. ``position`` is the next position to read (store it to resume later)."""
+    works too. ``position`` follows what was handed out: one past the last delivered (or
+    filtered-out) event, so a consumer that stores it resumes without gap or repeat."""
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class Subscription:
         self._read_range = read_range
         self._notifier = notifier
         self.position = check_position(from_position, "from_position")
+        self._read_position = self.position
         if event_types is not None:
             if isinstance(event_types, str):
                 raise InvalidTypeError("event_types must be a collection of str, not one str")
@@ -91,16 +97,21 @@ class Subscription:
     # -- reading ---------------------------------------------------------------------
 
     def _fill(self) -> bool:
-        """Read the next chunk into the buffer; False when caught up."""
-        while True:
-            chunk = self._read_range(self.position, _CHUNK)
-            if not chunk:
-                return False
-            self.position = chunk[-1].position + 1
-            types = self._types
-            self._buffer.extend(chunk if types is None else [e for e in chunk if e.event_type in types])
-            if self._buffer:
-                return True
+        """Read one chunk into the buffer; False when caught up (nothing new)."""
+        chunk = self._read_range(self._read_position, _CHUNK)
+        if not chunk:
+            return False
+        self._read_position = chunk[-1].position + 1
+        types = self._types
+        self._buffer.extend(chunk if types is None else [e for e in chunk if e.event_type in types])
+        if not self._buffer:        # all filtered out: nothing to deliver before the cursor
+            self.position = self._read_position
+        return True
+
+    def _take(self) -> Event:
+        event = self._buffer.popleft()
+        self.position = event.position + 1
+        return event
 
     def next(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting up to ``timeout`` seconds (None: until stopped); None on
@@ -108,9 +119,11 @@ class Subscription:
         deadline = None if timeout is None else _now() + timeout
         while not self._stopped.is_set():
             if self._buffer:
-                return self._buffer.popleft()
+                return self._take()
             generation = self._notifier.generation
             if self._fill():
+                if deadline is not None and not self._buffer and _now() >= deadline:
+                    return None
                 continue
             wait = self._poll if deadline is None else min(self._poll, deadline - _now())
             if wait <= 0:
@@ -159,16 +172,23 @@ class Subscription:
         woken = asyncio.Event()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(woken.set)
+            try:
+                loop.call_soon_threadsafe(woken.set)
+            except RuntimeError:     # the loop has closed
+                pass
 
         deadline = None if timeout is None else loop.time() + timeout
         self._notifier.add_listener(wake)
         try:
             while not self._stopped.is_set():
                 if self._buffer:
-                    return self._buffer.popleft()
+                    return self._take()
                 woken.clear()
                 if self._fill():
+                    if not self._buffer:           # a filtered-out chunk: let the loop run
+                        await asyncio.sleep(0)
+                        if deadline is not None and loop.time() >= deadline:
+                            return None
                     continue
                 wait = self._poll if deadline is None else min(self._poll, deadline - loop.time())
                 if wait <= 0:

@@ -133,3 +133,38 @@ def test_many_threads_every_append_lands_once(tmp_path, durability):
         assert [e.position for e in store.read_all()] == list(range(1, 321))
         for w in range(8):
             assert [e.version for e in store.get_events(f"w{w}")] == list(range(1, 41))
+
+
+def test_an_interrupted_queued_caller_is_withdrawn_and_nothing_is_stuck(tmp_path):
+    import os
+    import signal
+
+    with LmdbEventStore(tmp_path / "s") as store:
+        held, release = threading.Event(), threading.Event()
+
+        def holder():
+            with store.transaction():
+                held.set()
+                release.wait(10)
+
+        h = threading.Thread(target=holder)
+        h.start()
+        held.wait(10)
+        first = threading.Thread(target=lambda: store.save_event(ev("first", 1)))
+        first.start()                                   # leads, blocked on the writer lock
+        wait_for(lambda: store._committer._busy)
+
+        def interrupt_when_queued():
+            wait_for(lambda: len(store._committer._queue) == 1)
+            os.kill(os.getpid(), signal.SIGINT)        # a real signal wakes the blocked wait
+
+        threading.Thread(target=interrupt_when_queued).start()
+        with pytest.raises(KeyboardInterrupt):
+            store.save_event(ev("interrupted", 1))      # queued as a follower, then interrupted
+        assert len(store._committer._queue) == 0        # withdrawn
+        release.set()
+        h.join(10)
+        first.join(10)
+        assert store.save_event(ev("after", 1)) == 2    # the committer is not stuck
+        assert store.get_latest_version("interrupted") == 0
+        assert [e.actor_id for e in store.read_all()] == ["first", "after"]

@@ -181,3 +181,29 @@ def test_consumer_resumes_after_sigkill_without_gap_or_repeat(tmp_path):
         copied = list(watch.read_all())
     assert [int(e.metadata["sourcePosition"]) for e in copied] == list(range(1, total + 1))
     assert resumes[0] == 1 and 1 < resumes[1] < resumes[2] <= total
+
+
+def test_position_follows_delivery_not_reading(tmp_path):
+    """Resuming from ``position`` after any number of deliveries loses nothing."""
+    with LmdbEventStore(tmp_path / "s") as store:
+        store.append("a", [ev("a", v) for v in range(1, 11)])
+        sub = store.subscribe()
+        assert sub.next(timeout=1).position == 1
+        assert sub.position == 2                      # not past the buffered chunk
+        resumed = store.subscribe(sub.position)
+        assert [resumed.next(timeout=1).version for _ in range(9)] == list(range(2, 11))
+        filtered = store.subscribe(event_types={"Nothing"})
+        assert filtered.next(timeout=0.05) is None
+        assert filtered.position == 11                # skipped events count as handed out
+
+
+def test_a_commit_between_check_and_wait_is_not_missed(tmp_path):
+    """The notifier's generation moves on every commit, so a reader that checked just
+    before a commit does not sleep a whole poll interval."""
+    with LmdbEventStore(tmp_path / "s") as store:
+        sub = store.subscribe(poll_interval=5.0)
+        generation = store._notifier.generation
+        store.save_event(ev("a", 1))                  # lands before the reader waits
+        # it moved although nobody was waiting: a wait on the old generation returns at once
+        assert store._notifier.generation == generation + 1
+        assert sub.next(timeout=1).version == 1
