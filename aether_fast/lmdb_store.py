@@ -69,6 +69,10 @@ class LmdbEventStore:
     on 64-bit systems. One path
     may hold many namespaces (``max_namespaces``); each is isolated by construction.
     ``max_event_bytes`` bounds one encoded event.
+
+    Group commit (concurrent appends sharing one transaction) closes a group at
+    ``group_max`` requests, and under contention waits at most ``group_gather`` seconds
+    for callers to join; both are set by the first open of a path in a process.
     """
 
     def __init__(
@@ -81,12 +85,17 @@ class LmdbEventStore:
         max_namespaces: int = 64,
         max_readers: int = 126,
         max_event_bytes: int = 16 << 20,
+        group_max: int = 512,
+        group_gather: float = 0.0005,
     ) -> None:
         if durability not in _native.DURABILITY_FLAGS:
             raise InvalidInputError(
                 f"durability must be one of 'sync', 'metasync', 'nosync'; got {durability!r}"
             )
-        for name, value in (("map_size", map_size), ("max_namespaces", max_namespaces),
+        if isinstance(group_gather, bool) or not isinstance(group_gather, (int, float)) \
+                or not 0 <= group_gather <= 1:
+            raise InvalidInputError(f"group_gather must be 0 to 1 seconds, got {group_gather!r}")
+        for name, value in (("map_size", map_size), ("max_namespaces", max_namespaces), ("group_max", group_max),
                             ("max_readers", max_readers), ("max_event_bytes", max_event_bytes)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -109,7 +118,7 @@ class LmdbEventStore:
                     self.path, map_size=map_size, durability=durability,
                     max_namespaces=max_namespaces, max_readers=max_readers,
                 )
-                entry = _open_envs[self.path] = (env, set(), GroupCommitter(env), CommitNotifier())
+                entry = _open_envs[self.path] = (env, set(), GroupCommitter(env, max_group=group_max, gather=float(group_gather)), CommitNotifier())
             env, users, committer, notifier = entry
             if env.durability != durability:
                 raise InvalidInputError(

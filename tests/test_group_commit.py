@@ -168,3 +168,17 @@ def test_an_interrupted_queued_caller_is_withdrawn_and_nothing_is_stuck(tmp_path
         assert store.save_event(ev("after", 1)) == 2    # the committer is not stuck
         assert store.get_latest_version("interrupted") == 0
         assert [e.actor_id for e in store.read_all()] == ["first", "after"]
+
+
+def test_group_size_is_bounded_by_the_store_option(tmp_path):
+    with LmdbEventStore(tmp_path / "s", group_max=3, group_gather=0) as store:
+        results = run_queued(store, [lambda a=a: store.save_event(ev(f"a{a}", 1)) for a in range(8)])
+        assert sorted(results) == list(range(1, 9))
+        # the first caller alone, then the 7 queued ones in groups of at most 3
+        assert store._committer.grouped == 8 and store._committer.groups == 4
+
+
+@pytest.mark.parametrize("options", [{"group_max": 0}, {"group_gather": -1}, {"group_gather": "1"}])
+def test_bad_group_options(tmp_path, options):
+    with pytest.raises((InvalidInputError, TypeError)):
+        LmdbEventStore(tmp_path / "s", **options)
