@@ -143,6 +143,7 @@ static int af_buf_reserve(af_buf *b, size_t extra) {
     return 0;
 }
 static inline int af_buf_append(af_buf *b, const void *src, size_t n) {
+    if (n == 0) return 0;                 /* an empty buffer has no memory to copy into */
     if (af_buf_reserve(b, n)) return -1;
     memcpy(b->data + b->len, src, n); b->len += n;
     return 0;

@@ -1054,3 +1054,13 @@ print("ok")
         with LmdbEventStore(tmp_path / "s", namespace=name) as s:
             assert s.namespace == name
             assert s.save_event(ev("a", 1)) == 1
+
+
+def test_lmdb_columns_of_empty_payloads(lmdb_store):
+    """Empty payloads copy nothing into the (then unallocated) payload column; this was
+    undefined behaviour found by the UBSan build (memcpy to NULL)."""
+    lmdb_store.append("a", [ev("a", 1, data=b""), ev("a", 2, data=b"")])
+    cols = lmdb_store.read_columns("a")
+    assert list(cols.payload_offsets) == [0, 0, 0]
+    assert cols.payload_at(0) == b"" and cols.payload_at(1) == b""
+    assert list(cols.is_bytes) == [True, True]
