@@ -118,7 +118,8 @@ class LmdbEventStore:
                     self.path, map_size=map_size, durability=durability,
                     max_namespaces=max_namespaces, max_readers=max_readers,
                 )
-                entry = _open_envs[self.path] = (env, set(), GroupCommitter(env, max_group=group_max, gather=float(group_gather)), CommitNotifier())
+                committer = GroupCommitter(env, max_group=group_max, gather=float(group_gather))
+                entry = _open_envs[self.path] = (env, set(), committer, CommitNotifier())
             env, users, committer, notifier = entry
             if env.durability != durability:
                 raise InvalidInputError(
@@ -129,8 +130,17 @@ class LmdbEventStore:
                 raise StoreAlreadyOpenError(
                     f"store {self.path!r} namespace {self.namespace!r} is already open in this process"
                 )
+            users.add(self.namespace)      # reserved; opened below, outside the registry lock
+        try:
+            # may wait for LMDB's writer lock (a new namespace's sub-databases are created)
             self._log = env.open_log(self.namespace)
-            users.add(self.namespace)
+        except BaseException:
+            with _registry_lock:
+                users.discard(self.namespace)
+                if not users and _open_envs.get(self.path) is entry:
+                    del _open_envs[self.path]
+                    env.close()
+            raise
         self._env = env
         self._committer = committer
         self._notifier = notifier
@@ -142,14 +152,14 @@ class LmdbEventStore:
         """Close the store (idempotent). The environment closes with its last namespace."""
         if self._closed:
             return
-        self._closed = True
         with _registry_lock:
             entry = _open_envs.get(self.path)
             if entry is not None and entry[0] is self._env:
-                entry[1].discard(self.namespace)
-                if not entry[1]:
+                if entry[1] == {self.namespace}:
+                    self._env.close()      # may refuse (another thread's transaction): nothing changes
                     del _open_envs[self.path]
-                    self._env.close()
+                entry[1].discard(self.namespace)
+        self._closed = True
 
     @property
     def closed(self) -> bool:

@@ -25,8 +25,13 @@ cdef object _all_envs = _weakref.WeakSet()
 
 
 def _mark_forked():
+    cdef NativeEnv e
     for env in list(_all_envs):
-        (<NativeEnv>env).forked = True
+        e = <NativeEnv>env
+        e.forked = True
+        e.wtxn = NULL          # the parent's transaction: never committed nor aborted here
+        e.wtxn_owner = 0
+        e.failed_threads = set()
 
 
 _os.register_at_fork(after_in_child=_mark_forked)
@@ -69,7 +74,7 @@ cdef class NativeEnv:
     cdef bint resizing
     cdef MDB_txn *wtxn         # the explicit transaction, if one is open
     cdef unsigned long wtxn_owner
-    cdef bint wtxn_failed      # the owner's transaction was rolled back by an error
+    cdef set failed_threads    # threads whose explicit transaction was rolled back by an error
     cdef MDB_dbi meta
     cdef dict dbis
     cdef readonly unsigned int max_namespaces
@@ -92,6 +97,7 @@ cdef class NativeEnv:
         self.path = path
         self.durability = durability
         self.dbis = {}
+        self.failed_threads = set()
         self.max_namespaces = max_namespaces
         rc = mdb_env_create(&self.env)
         if rc:
@@ -252,11 +258,11 @@ cdef class NativeEnv:
         """True in the thread that holds the explicit transaction. After that transaction
         was rolled back by an error, its thread gets an error until the block ends, so
         that no later write of the block commits on its own."""
-        if self.wtxn_owner != PyThread_get_thread_ident():
-            return False
-        if self.wtxn != NULL:
+        self.check()
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if self.wtxn != NULL and self.wtxn_owner == me:
             return True
-        if self.wtxn_failed:
+        if self.failed_threads and me in self.failed_threads:
             raise AetherError(
                 "this thread's transaction was rolled back after an error; leave the "
                 "`with store.transaction()` block before writing again")
@@ -279,32 +285,39 @@ cdef class NativeEnv:
         self._begin(&txn, 0)
         self.wtxn = txn
         self.wtxn_owner = PyThread_get_thread_ident()
-        self.wtxn_failed = False
 
     def end_transaction(self, bint commit):
         """Commit or roll back this thread's explicit transaction."""
-        if self.wtxn_owner != PyThread_get_thread_ident() or self.wtxn == NULL:
-            failed = self.wtxn_failed and self.wtxn_owner == PyThread_get_thread_ident()
-            if failed:
-                self.wtxn_failed = False
-                self.wtxn_owner = 0
+        self.check()
+        cdef unsigned long me = PyThread_get_thread_ident()
+        cdef MDB_txn *txn
+        if self.wtxn == NULL or self.wtxn_owner != me:
+            failed = me in self.failed_threads
+            self.failed_threads.discard(me)
             if commit:
                 raise AetherError("no transaction is open in this thread"
                                   + (" (it was rolled back after an error)" if failed else ""))
             return
-        cdef MDB_txn *txn = self.wtxn
+        txn = self.wtxn
         self.wtxn = NULL
         self.wtxn_owner = 0
-        if commit:
-            self._commit(txn)
-        else:
+        if not commit:
             self._abort(txn)
+            return
+        try:
+            self._commit(txn)
+        except _MapFull:
+            self.grow_after_full()
+            raise StoreFullError(
+                f"store at {self.path!r} ran out of map space committing a transaction; it was "
+                "rolled back and the map has grown: run it again") from None
 
     cdef int fail_explicit_txn(self) except -1:
         """A write inside the explicit transaction failed midway: roll all of it back."""
         cdef MDB_txn *txn = self.wtxn
         self.wtxn = NULL
-        self.wtxn_failed = True
+        self.failed_threads.add(self.wtxn_owner)
+        self.wtxn_owner = 0
         self._abort(txn)
         return 0
 
@@ -956,7 +969,9 @@ cdef class NativeLog:
                     fl = rec[5] & FLAG_RAW
                     oom |= af_buf_append(&flags, &fl, 1)
                     if payload.cap == 0 and not by_actor and rows > 0:   # size by the first payload
-                        oom |= af_buf_reserve(&payload, rows * (af_get_u32le(rec + 36) + 16))
+                        # a guess from the first payload, capped: one big first event
+                        # must not reserve memory for a big payload on every row
+                        oom |= af_buf_reserve(&payload, min(rows * (af_get_u32le(rec + 36) + 16), 1 << 28))
                     oom |= af_buf_append(&payload, rec + rn - af_get_u32le(rec + 36), af_get_u32le(rec + 36))
                     off = payload.len
                     oom |= af_buf_append(&offsets, &off, 8)
