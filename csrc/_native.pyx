@@ -42,6 +42,10 @@ cdef extern from "native_util.h" nogil:
     int af_intern_init(af_intern *t)
     void af_intern_free(af_intern *t)
     int64_t af_intern_code(af_intern *t, const unsigned char *p, uint32_t n)
+    void af_pool_after_fork()
+
+cdef extern from "<pthread.h>" nogil:
+    int pthread_atfork(void (*prepare)(), void (*parent)(), void (*child)())
 
 from aether_fast.errors import (
     AetherError, CorruptRecordError, IncompatibleFormatError, InvalidInputError, InvalidTypeError,
@@ -49,6 +53,7 @@ from aether_fast.errors import (
 )
 
 af_crc32c_init()
+pthread_atfork(NULL, NULL, af_pool_after_fork)
 
 include "event.pxi"
 include "codec.pxi"

@@ -543,6 +543,8 @@ cdef class NativeLog:
                 return None
             if rc:
                 raise_lmdb(rc, "index read")
+            if v.mv_size != 8:
+                raise CorruptRecordError("an index entry of the batch's actor is damaged")
             pos = af_get_u64le(<unsigned char *>v.mv_data)
             af_put_u64be(pk, pos)
             lk.mv_data = pk
@@ -783,6 +785,8 @@ cdef class NativeLog:
                 if k.mv_size != <size_t>(n + 9) or memcmp(k.mv_data, key, n + 1) != 0:
                     break
                 version = <long long>af_get_u64be(<unsigned char *>k.mv_data + 1 + n)
+                if v.mv_size != 8:
+                    raise CorruptRecordError(f"index entry of actor {actor_id!r} version {version} is damaged")
                 pos = <long long>af_get_u64le(<unsigned char *>v.mv_data)
                 rc = -1
                 if pos == prev + 1:     # consecutive positions: step instead of seeking
@@ -924,6 +928,9 @@ cdef class NativeLog:
                     if by_actor:
                         if k.mv_size != <size_t>(n + 9) or memcmp(k.mv_data, key, n + 1) != 0:
                             break
+                        if v.mv_size != 8:
+                            code = 7
+                            break
                         pos = <long long>af_get_u64le(<unsigned char *>v.mv_data)
                         if pos < from_position or pos > to_position:
                             rc = mdb_cursor_get(idx_cur, &k, &v, MDB_NEXT)
@@ -983,6 +990,8 @@ cdef class NativeLog:
                 raise MemoryError()
             if code == 6:
                 raise CorruptRecordError("index points at a missing record", pos)
+            if code == 7:
+                raise CorruptRecordError(f"an index entry of actor {actor_id!r} is damaged")
             if code:
                 raise CorruptRecordError(rec_problem(code), pos)
             if rc != 0 and rc != MDB_NOTFOUND:

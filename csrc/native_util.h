@@ -112,6 +112,9 @@ static void *af_big_alloc(size_t *cap) {
     return p;
 }
 
+/* A child forked while another thread held the pool lock must not deadlock on it. */
+static void af_pool_after_fork(void) { pthread_mutex_init(&af_pool_lock, NULL); }
+
 static void af_big_free(void *p, size_t cap) {
     pthread_mutex_lock(&af_pool_lock);
     if (af_pool_bytes + cap <= AF_POOL_BYTES)

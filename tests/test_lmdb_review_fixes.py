@@ -118,3 +118,31 @@ def test_a_refused_close_leaves_the_store_open_and_registered(tmp_path):
     assert store.save_event(ev("a", 1)) == 1          # still usable
     store.close()
     assert store.closed and store.path not in lmdb_store_module._open_envs
+
+
+def test_a_damaged_index_entry_is_reported_not_read_past(tmp_path):
+    import subprocess
+    import sys
+
+    from aether_fast import CorruptRecordError
+
+    path = tmp_path / "s"
+    with LmdbEventStore(path) as store:
+        store.append("a", [ev("a", 1), ev("a", 2)])
+    damage = (
+        "import lmdb, sys\n"
+        "env = lmdb.open(sys.argv[1], max_dbs=8)\n"
+        "idx = env.open_db(b'default/idx')\n"
+        "with env.begin(write=True) as txn:\n"
+        "    key = next(iter(txn.cursor(db=idx)))[0]\n"
+        "    txn.put(key, b'\\x01\\x02\\x03', db=idx)\n"      # 3 bytes instead of 8
+    )
+    subprocess.run([sys.executable, "-c", damage, str(path)], check=True)
+    with LmdbEventStore(path) as store:
+        with pytest.raises(CorruptRecordError, match="damaged"):
+            store.get_events("a")
+        with pytest.raises(CorruptRecordError, match="damaged"):
+            store.read_columns("a")
+        with pytest.raises(CorruptRecordError, match="damaged"):
+            store.append("a", [ev("a", 1)])                # the idempotency check reads it too
+        assert store.get_latest_version("a") == 2          # the key itself is intact
