@@ -17,6 +17,7 @@ from .errors import (
     VersionConflictError,
 )
 from .model import (
+    EXPECT_NAMES,
     ActorSnapshot,
     ColumnarEvents,
     Event,
@@ -35,7 +36,6 @@ from .subscription import CommitNotifier, Subscription
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-_EXPECT_NAMES = ("any", "no_stream", "exists")
 
 
 class InMemoryEventStore:
@@ -119,11 +119,11 @@ class InMemoryEventStore:
                     return stored
                 raise VersionConflictError(
                     first.actor_id, latest, first.version,
-                    None if kind == 0 else (expected if kind == 3 else _EXPECT_NAMES[kind]),
+                    None if kind == 0 else (expected if kind == 3 else EXPECT_NAMES[kind]),
                 )
             if (kind == 1 and latest) or (kind == 2 and not latest) or (kind == 3 and latest != expected):
                 raise VersionConflictError(
-                    first.actor_id, latest, first.version, expected if kind == 3 else _EXPECT_NAMES[kind]
+                    first.actor_id, latest, first.version, expected if kind == 3 else EXPECT_NAMES[kind]
                 )
             positions = []
             for ev in events:

@@ -29,7 +29,8 @@ ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 ``"no_stream"`` (the actor has no events), ``"exists"`` (it has some), or an int N
 (its latest version is exactly N; 0 means no stream)."""
 
-_EXPECT_KINDS = {"any": 0, "no_stream": 1, "exists": 2}
+EXPECT_NAMES = ("any", "no_stream", "exists")   # the named kinds, by their native code
+_EXPECT_KINDS = {name: kind for kind, name in enumerate(EXPECT_NAMES)}
 
 
 def parse_expected_version(expected: object) -> tuple[int, int]:
