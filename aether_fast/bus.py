@@ -110,7 +110,7 @@ class BusMetrics:
     def to_prometheus(self, prefix: str = "aether") -> str:
         """The Prometheus text exposition format (``aether_events_published_total{namespace="x"} 3``)."""
         lines = []
-        for name, kind, label in _PROMETHEUS:
+        for name, kind, label in PROMETHEUS_METRICS:
             metric = f"{prefix}_{name}_total" if kind == "counter" else f"{prefix}_{name}"
             lines.append(f"# TYPE {metric} {kind}")
             for key, value in sorted(getattr(self, name).items()):
@@ -119,7 +119,7 @@ class BusMetrics:
         return "\n".join(lines) + "\n"
 
 
-_PROMETHEUS = (
+PROMETHEUS_METRICS = (
     ("events_published", "counter", "namespace"),
     ("events_received", "counter", "namespace"),
     ("events_dropped", "counter", "namespace"),

@@ -12,9 +12,51 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_left
 from collections import deque
 
 from . import _native
+from .errors import VersionConflictError
+
+# upper bounds (seconds) of the commit-latency histogram buckets; the last bucket is +Inf
+COMMIT_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# upper bounds of the group-size histogram buckets (requests per transaction)
+GROUP_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class CommitStats:
+    """Counters of the appends of one environment, kept by its GroupCommitter: a few
+    integer updates per transaction, read by ``LmdbEventStore.metrics()``."""
+
+    __slots__ = ("commit_buckets", "commit_seconds", "commits", "conflicts", "events", "failures",
+                 "group_buckets", "requests")
+
+    def __init__(self) -> None:
+        self.commits = 0          # group transactions committed (or failed)
+        self.requests = 0         # append calls answered (inside explicit transactions too)
+        self.events = 0           # events stored
+        self.conflicts = 0        # append calls refused with VersionConflictError
+        self.failures = 0         # append calls failed with any other error
+        self.commit_seconds = 0.0
+        self.commit_buckets = [0] * (len(COMMIT_SECONDS_BUCKETS) + 1)
+        self.group_buckets = [0] * (len(GROUP_SIZE_BUCKETS) + 1)
+
+    def record(self, results: list, seconds: float | None) -> None:
+        """The outcomes of append calls: one committed group that took ``seconds``, or
+        (``seconds`` None) one append inside an explicit transaction, counted when written."""
+        if seconds is not None:
+            self.commits += 1
+            self.commit_seconds += seconds
+            self.commit_buckets[bisect_left(COMMIT_SECONDS_BUCKETS, seconds)] += 1
+            self.group_buckets[bisect_left(GROUP_SIZE_BUCKETS, len(results))] += 1
+        self.requests += len(results)
+        for result in results:
+            if isinstance(result, list):
+                self.events += len(result)
+            elif isinstance(result, VersionConflictError):
+                self.conflicts += 1
+            else:
+                self.failures += 1
 
 
 class _Request:
@@ -62,12 +104,17 @@ class GroupCommitter:
         if rounds < 1 or max_group < 1:
             raise ValueError(f"rounds and max_group must be >= 1, got {rounds} and {max_group}")
         self.rounds = rounds
-        self.groups = 0          # transactions written through the queue
-        self.grouped = 0         # requests written in them
+        self.stats = CommitStats()
 
     def append(self, log: _native.NativeLog, events: list, kind: int, expected: int, max_bytes: int) -> list[int]:
         if self._env.owns_transaction():      # inside transaction(): that transaction holds the writer lock
-            return log.append(events, kind, expected, max_bytes)
+            try:
+                positions = log.append(events, kind, expected, max_bytes)
+            except Exception as e:
+                self.stats.record([e], None)
+                raise
+            self.stats.record([positions], None)
+            return positions
         request = _Request(log, events, kind, expected, max_bytes)
         with self._cond:
             self._queue.append(request)
@@ -124,14 +171,14 @@ class GroupCommitter:
                     if not batch:
                         self._busy = False
                         return
+                started = time.perf_counter()
                 try:
                     results = self._env.append_group(
                         [(r.log, r.events, r.kind, r.expected, r.max_bytes) for r in batch]
                     )
                 except Exception as e:  # noqa: BLE001 -- the transaction failed: every caller in it gets it
                     results = [e] * len(batch)
-                self.groups += 1
-                self.grouped += len(batch)
+                self.stats.record(results, time.perf_counter() - started)
                 for request, result in zip(batch, results):
                     request.result = result
                     self._hand(request, own)

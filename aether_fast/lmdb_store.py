@@ -21,7 +21,8 @@ from .errors import (
     StoreAlreadyOpenError,
     StoreClosedError,
 )
-from .group_commit import GroupCommitter
+from .group_commit import COMMIT_SECONDS_BUCKETS, GROUP_SIZE_BUCKETS, GroupCommitter
+from .metrics import StoreMetrics, cumulative
 from .model import (
     ActorSnapshot,
     ColumnarEvents,
@@ -312,6 +313,26 @@ class LmdbEventStore:
     def stats(self) -> dict[str, int]:
         """Counts of this namespace: events, index entries, snapshots."""
         return self._live().stats()
+
+    def metrics(self) -> StoreMetrics:
+        """A snapshot of the store's counters and gauges (see StoreMetrics)."""
+        log = self._live()
+        stats, info, commits = log.stats(), self._env.info(), self._committer.stats
+        try:
+            size_on_disk = os.stat(os.path.join(self.path, "data.mdb")).st_size
+        except OSError:
+            size_on_disk = 0
+        return StoreMetrics(
+            path=self.path, namespace=self.namespace,
+            events_appended=commits.events, append_calls=commits.requests,
+            append_conflicts=commits.conflicts, append_failures=commits.failures,
+            commits=commits.commits, commit_seconds_sum=commits.commit_seconds,
+            commit_seconds_buckets=cumulative(COMMIT_SECONDS_BUCKETS, commits.commit_buckets),
+            group_size_buckets=cumulative(GROUP_SIZE_BUCKETS, commits.group_buckets),
+            last_position=log.last_position(), events=stats["events"], snapshots=stats["snapshots"],
+            map_size=info["map_size"], map_used_bytes=info["used_bytes"], readers=info["readers"],
+            size_on_disk=size_on_disk,
+        )
 
     def info(self) -> dict[str, object]:
         """Environment facts: map size and use, readers, namespaces."""

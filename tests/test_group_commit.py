@@ -62,8 +62,8 @@ def test_queued_appends_share_one_transaction(tmp_path):
         results = run_queued(store, [lambda a=a: store.save_event(ev(f"a{a}", 1)) for a in range(8)])
         assert sorted(results) == list(range(1, 9))
         # the first caller's own write (it was blocked on the lock), then one group of 7
-        assert store._committer.groups == 2
-        assert store._committer.grouped == 8
+        assert store._committer.stats.commits == 2
+        assert store._committer.stats.requests == 8
         # the empty holder transaction commits nothing: two commits in all
         assert store.info()["last_txn_id"] - txn_before == 2
         assert [e.position for e in store.read_all()] == list(range(1, 9))
@@ -175,7 +175,7 @@ def test_group_size_is_bounded_by_the_store_option(tmp_path):
         results = run_queued(store, [lambda a=a: store.save_event(ev(f"a{a}", 1)) for a in range(8)])
         assert sorted(results) == list(range(1, 9))
         # the first caller alone, then the 7 queued ones in groups of at most 3
-        assert store._committer.grouped == 8 and store._committer.groups == 4
+        assert store._committer.stats.requests == 8 and store._committer.stats.commits == 4
 
 
 @pytest.mark.parametrize("options", [{"group_max": 0}, {"group_gather": -1}, {"group_gather": "1"}])

@@ -1,0 +1,172 @@
+"""Metrics: snapshots of a store's counters, and Prometheus exposition for stores and buses.
+
+``LmdbEventStore.metrics()`` returns a :class:`StoreMetrics` snapshot (no dependency);
+:func:`register_metrics` exposes stores and buses to a ``prometheus_client`` registry
+(the ``[metrics]`` extra) through one collector that reads the counters at scrape time,
+so the hot path only bumps plain integers::
+
+    from prometheus_client import start_http_server
+    from aether_fast.metrics import register_metrics
+
+    register_metrics(stores=[store], buses=[bus])
+    start_http_server(9108)        # http://localhost:9108/metrics
+
+Names: ``aether_store_*`` for stores (labels ``path``, and ``namespace`` where the value is
+per namespace), and the bus's own names (``aether_events_published_total{namespace=...}``
+and the rest of ``BusMetrics``), which are Aether's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+    from .lmdb_store import LmdbEventStore
+
+
+@dataclass(frozen=True)
+class StoreMetrics:
+    """A snapshot of an LMDB store's counters.
+
+    Appends are counted per environment (``path``: every namespace of a path shares one
+    writer): ``events_appended``, ``append_conflicts`` (calls refused with
+    VersionConflictError), ``append_failures`` (other errors), ``append_calls`` (answered
+    calls); ``commits`` group transactions, with the latency histogram
+    ``commit_seconds_buckets`` (``(upper bound, cumulative count)``, the last bound is
+    ``inf``) and ``commit_seconds_sum``, and the group-size histogram ``group_size_buckets``.
+    Appends inside an explicit ``transaction()`` are counted when written, not as commits.
+    The rest are gauges: this namespace's ``last_position``, ``events`` and ``snapshots``,
+    and the environment's ``map_size``, ``map_used_bytes``, ``readers`` and
+    ``size_on_disk`` (bytes of the data file).
+    """
+
+    path: str
+    namespace: str
+    events_appended: int
+    append_calls: int
+    append_conflicts: int
+    append_failures: int
+    commits: int
+    commit_seconds_sum: float
+    commit_seconds_buckets: tuple[tuple[float, int], ...]
+    group_size_buckets: tuple[tuple[float, int], ...]
+    last_position: int
+    events: int
+    snapshots: int
+    map_size: int
+    map_used_bytes: int
+    readers: int
+    size_on_disk: int
+
+
+def cumulative(bounds: Iterable[float], counts: list[int]) -> tuple[tuple[float, int], ...]:
+    """Per-bucket counts (the last one above every bound) as Prometheus cumulative buckets."""
+    out, total = [], 0
+    for bound, count in zip([*bounds, float("inf")], counts):
+        total += count
+        out.append((float(bound), total))
+    return tuple(out)
+
+
+def register_metrics(
+    *, stores: Iterable[LmdbEventStore] = (), buses: Iterable[EventBus] = (),
+    registry: Any = None, prefix: str = "aether",
+) -> PrometheusCollector:
+    """Register one collector for these stores and buses (default: prometheus_client's
+    global registry); returns it (``registry.unregister(collector)`` removes it)."""
+    try:
+        from prometheus_client import REGISTRY
+    except ImportError as e:
+        raise ImportError(
+            "Prometheus metrics need prometheus_client: pip install 'aether_fast[metrics]'"
+        ) from e
+    collector = PrometheusCollector(stores=stores, buses=buses, prefix=prefix)
+    (REGISTRY if registry is None else registry).register(collector)
+    return collector
+
+
+class PrometheusCollector:
+    """A prometheus_client collector reading store and bus counters at each scrape.
+    Closed stores are skipped."""
+
+    def __init__(self, *, stores: Iterable[LmdbEventStore] = (), buses: Iterable[EventBus] = (),
+                 prefix: str = "aether") -> None:
+        self.stores = list(stores)
+        self.buses = list(buses)
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        from .bus import PROMETHEUS_METRICS
+
+        p = f"{self.prefix}_store"
+        env_counters = [
+            ("events_appended", "events stored by appends"),
+            ("append_calls", "append calls answered"),
+            ("append_conflicts", "append calls refused with a version conflict"),
+            ("append_failures", "append calls failed with another error"),
+            ("commits", "group-commit write transactions"),
+        ]
+        ns_gauges = [
+            ("last_position", "last global position of the namespace"),
+            ("events", "events in the namespace"),
+            ("snapshots", "snapshots in the namespace"),
+        ]
+        env_gauges = [
+            ("map_size", "LMDB map size in bytes"),
+            ("map_used_bytes", "bytes of the map in use"),
+            ("readers", "LMDB reader slots in use"),
+            ("size_on_disk", "bytes of the data file"),
+        ]
+        counters = {n: CounterMetricFamily(f"{p}_{n}", h, labels=["path"]) for n, h in env_counters}
+        gauges = {n: GaugeMetricFamily(f"{p}_{n}", h, labels=["path", "namespace"]) for n, h in ns_gauges}
+        gauges.update({n: GaugeMetricFamily(f"{p}_{n}", h, labels=["path"]) for n, h in env_gauges})
+        latency = HistogramMetricFamily(f"{p}_commit_seconds", "group-commit transaction latency",
+                                        labels=["path"])
+        groups = HistogramMetricFamily(f"{p}_group_size", "append calls per group commit", labels=["path"])
+        seen_paths: set[str] = set()
+        for store in self.stores:
+            if store.closed:
+                continue
+            m = store.metrics()
+            for name, _ in ns_gauges:
+                gauges[name].add_metric([m.path, m.namespace], getattr(m, name))
+            if m.path in seen_paths:       # environment-wide values once per path
+                continue
+            seen_paths.add(m.path)
+            for name, _ in env_counters:
+                counters[name].add_metric([m.path], getattr(m, name))
+            for name, _ in env_gauges:
+                gauges[name].add_metric([m.path], getattr(m, name))
+            latency.add_metric([m.path], _buckets(m.commit_seconds_buckets), m.commit_seconds_sum)
+            groups.add_metric([m.path], _buckets(m.group_size_buckets), None)   # no exact sum kept
+        yield from counters.values()
+        yield from gauges.values()
+        yield latency
+        yield groups
+
+        families: dict[str, Any] = {}
+        for name, kind, label in PROMETHEUS_METRICS:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            families[name] = family(f"{self.prefix}_{name}", f"bus {name.replace('_', ' ')}", labels=[label])
+        for bus in self.buses:
+            snapshot = bus.metrics()
+            for name, family in families.items():
+                for key, value in sorted(getattr(snapshot, name).items()):
+                    family.add_metric([key], value)
+        yield from families.values()
+
+
+def _buckets(buckets: tuple[tuple[float, int], ...]) -> list[tuple[str, int]]:
+    return [("+Inf" if bound == float("inf") else repr(bound), count) for bound, count in buckets]
+
+
+__all__ = ["PrometheusCollector", "StoreMetrics", "register_metrics"]
