@@ -1,6 +1,6 @@
 """Type stubs for the compiled core (csrc/_native.pyx)."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -160,3 +160,7 @@ class NativeBus:
     closed: bool
     def publish(self, namespace: str, event: Event) -> None: ...
     def publish_many(self, namespace: str, events: Any) -> None: ...
+def project_events(
+    events: list[Event], cls: type, names: tuple[str, ...], originator: object = ...,
+    originator_of: Callable[[str], object] | None = ..., version_offset: int = ...,
+) -> list: ...

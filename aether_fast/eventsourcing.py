@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import itertools
 import os
 import re
@@ -79,6 +80,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
+from . import _native
 from .errors import (
     AetherError,
     CorruptRecordError,
@@ -363,47 +365,43 @@ _new_id_prefix()
 os.register_at_fork(after_in_child=_new_id_prefix)
 
 
-def _stored_event(originator_id: UUID | str, originator_version: int, topic: str, state: bytes,
-                  _new: Callable[[type], Any] = object.__new__) -> StoredEvent:
-    """``StoredEvent(...)`` without the frozen dataclass ``__init__``, which calls
+_STORED_EVENT_FIELDS = ("originator_id", "originator_version", "topic", "state")
+_NOTIFICATION_FIELDS = (*_STORED_EVENT_FIELDS, "id")
+
+
+def _plain_dataclass(cls: type, names: tuple[str, ...]) -> bool:
+    """True when ``cls`` is a dataclass with exactly these fields, no slots and no
+    ``__post_init__``, whose objects the native ``project_events`` builds equal to
+    ``cls(...)``: then we skip the frozen dataclass ``__init__``, which calls
     ``object.__setattr__`` once per field and so doubles the cost of reading events."""
-    obj = _new(StoredEvent)
-    d = obj.__dict__
-    d["originator_id"] = originator_id
-    d["originator_version"] = originator_version
-    d["topic"] = topic
-    d["state"] = state
-    return obj
-
-
-def _notification(originator_id: UUID | str, originator_version: int, topic: str, state: bytes, id: int,
-                  _new: Callable[[type], Any] = object.__new__) -> Notification:
-    """``Notification(...)`` without the frozen dataclass ``__init__`` (see ``_stored_event``)."""
-    obj = _new(Notification)
-    d = obj.__dict__
-    d["originator_id"] = originator_id
-    d["originator_version"] = originator_version
-    d["topic"] = topic
-    d["state"] = state
-    d["id"] = id
-    return obj
-
-
-def _plain_dataclass(cls: type, make: Callable[..., Any], names: tuple[str, ...]) -> bool:
-    """True when ``make`` builds the same objects as ``cls``: a dataclass with exactly
-    these fields, no slots, no ``__post_init__`` (else the class itself is used)."""
+    probe = Event(event_type="t", actor_id="a", version=2, data=b"s")
     return (
         tuple(f.name for f in dataclasses.fields(cls)) == names
         and "__slots__" not in vars(cls) and not hasattr(cls, "__post_init__")
-        and make(*names) == cls(*names)
+        and _native.project_events([_native.with_position(probe, 7)], cls, names, "a", None, 1)
+        == [cls(*("a", 1, "t", b"s", 7)[: len(names)])]
     )
 
 
-if not _plain_dataclass(StoredEvent, _stored_event, ("originator_id", "originator_version", "topic", "state")):
-    _stored_event = StoredEvent     # type: ignore[assignment]  # pragma: no cover
-if not _plain_dataclass(Notification, _notification,
-                        ("originator_id", "originator_version", "topic", "state", "id")):
-    _notification = Notification    # type: ignore[assignment]  # pragma: no cover
+_NATIVE_BUILD = _plain_dataclass(StoredEvent, _STORED_EVENT_FIELDS) and \
+    _plain_dataclass(Notification, _NOTIFICATION_FIELDS)
+
+
+def _stored_events(events: list[Event], originator_id: UUID | str) -> list[StoredEvent]:
+    """The library's StoredEvent of each of one originator's events, in one native call."""
+    if _NATIVE_BUILD:
+        return _native.project_events(events, StoredEvent, _STORED_EVENT_FIELDS, originator_id, None, 1)
+    return [StoredEvent(originator_id, e.version - 1, e.event_type, e.payload)  # pragma: no cover
+            for e in events]
+
+
+def _notifications(events: list[Event], originator_of: Callable[[str], UUID | str]) -> list[Notification]:
+    """The library's Notification of each event (id = position), in one native call;
+    ``originator_of`` is called once per actor."""
+    if _NATIVE_BUILD:
+        return _native.project_events(events, Notification, _NOTIFICATION_FIELDS, None, originator_of, 1)
+    return [Notification(originator_of(e.actor_id), e.version - 1,  # pragma: no cover
+                         e.event_type, e.payload, e.position) for e in events]
 
 
 # -- recorders -------------------------------------------------------------------------------
@@ -477,7 +475,7 @@ class LmdbAggregateRecorder(LmdbRecorder, AggregateRecorder):
             events.reverse()
         if limit is not None and len(events) > limit:
             del events[limit:]
-        return [_stored_event(oid, e.version - 1, e.event_type, e.payload) for e in events]
+        return _stored_events(events, oid)
 
     def _tail(self, actor: str, first: int, last: int | None, limit: int) -> list[Event]:
         """The last ``limit`` events with versions in ``first..last``, in version order:
@@ -529,41 +527,23 @@ class LmdbApplicationRecorder(LmdbAggregateRecorder, ApplicationRecorder):
         first = max(first, 1)
         if limit <= 0 or (stop is not None and stop < first):
             return []
-        originator_id = self.datastore.originator_id
-        ids: dict[str, UUID | str] = {}
-        out: list[Notification] = []
-        append = out.append
-        actor = oid = None      # decoded events of one actor share its id string: skip the lookup
         try:
             if not topics:
                 count = limit if stop is None else min(limit, stop - first + 1)
-                for e in self.events_store.read_all(first, count):
-                    if e.actor_id is not actor:
-                        actor = e.actor_id
-                        oid = ids.get(actor)
-                        if oid is None:
-                            oid = ids[actor] = originator_id(actor)
-                    append(_notification(oid, e.version - 1, e.event_type, e.payload, e.position))
-                return out
-            wanted = frozenset(topics)
-            for e in self.events_store.read_all(first):
-                position = e.position
-                if stop is not None and position > stop:
-                    break
-                topic = e.event_type
-                if topic not in wanted:
-                    continue
-                if e.actor_id is not actor:
-                    actor = e.actor_id
-                    oid = ids.get(actor)
-                    if oid is None:
-                        oid = ids[actor] = originator_id(actor)
-                append(_notification(oid, e.version - 1, topic, e.payload, position))
-                if len(out) == limit:
-                    break
+                events = list(self.events_store.read_all(first, count))
+            else:
+                wanted = frozenset(topics)
+                events = []
+                for e in self.events_store.read_all(first):
+                    if stop is not None and e.position > stop:
+                        break
+                    if e.event_type in wanted:
+                        events.append(e)
+                        if len(events) == limit:
+                            break
         except AetherError as e:
             raise persistence_error(e) from e
-        return out
+        return _notifications(events, self.datastore.originator_id)
 
     def max_notification_id(self) -> int | None:
         with _translated():
@@ -584,7 +564,7 @@ class LmdbSubscription(Subscription[LmdbApplicationRecorder]):
                  topics: Sequence[str] = ()) -> None:
         assert isinstance(recorder, LmdbApplicationRecorder), recorder
         super().__init__(recorder=recorder, gt=gt, topics=topics)
-        self._originator_ids: dict[str, UUID | str] = {}
+        self._originator_of = functools.lru_cache(maxsize=10_000)(recorder.datastore.originator_id)
         with _translated():
             self._events = recorder.events_store.subscribe(
                 max(gt or 0, 0) + 1, event_types=topics or None, poll_interval=self.poll_interval
@@ -601,14 +581,8 @@ class LmdbSubscription(Subscription[LmdbApplicationRecorder]):
             e = self._events.next()
         if e is None:
             raise StopIteration
-        actor = e.actor_id
-        oid = self._originator_ids.get(actor)
-        if oid is None:
-            if len(self._originator_ids) > 10_000:
-                self._originator_ids.clear()
-            oid = self._originator_ids[actor] = self._recorder.datastore.originator_id(actor)
         self._last_notification_id = e.position
-        return _notification(oid, e.version - 1, e.event_type, e.payload, e.position)
+        return _notifications([e], self._originator_of)[0]
 
 
 class LmdbTrackingRecorder(LmdbRecorder, TrackingRecorder):

@@ -456,3 +456,53 @@ def check_id(value, str name):
 def check_version(value, str name):
     """``value`` if it is an int version in 1 .. 2**63 - 1."""
     return _check_version(value, name)
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyObject
+    ctypedef struct PyTypeObject:
+        object (*tp_new)(PyTypeObject *t, object args, PyObject *kwds)    # NULL: raises
+    PyTypeObject PyBaseObject_Type
+    int PyObject_GenericSetDict(object o, object value, void *context) except -1
+    object _PyDict_NewPresized(Py_ssize_t n)
+    int PyDict_SetItem(object d, object k, object v) except -1
+
+
+def project_events(list events, type cls, tuple names, originator=None, originator_of=None,
+                   long long version_offset=0):
+    """``events`` as plain objects of ``cls``, built in one native loop without calling
+    ``cls.__init__`` (for frozen dataclasses, whose ``__init__`` is slow): each gets the
+    instance dict ``{names[0]: originator, names[1]: version - version_offset,
+    names[2]: event_type, names[3]: payload[, names[4]: position]}``. With
+    ``originator_of``, the originator is ``originator_of(actor_id)``, called once per actor."""
+    cdef Py_ssize_t nf = len(names), i, n = len(events)
+    cdef Event e
+    cdef str actor = None
+    if nf != 4 and nf != 5:
+        raise ValueError(f"names must have 4 or 5 field names, got {names!r}")
+    if cls.__new__ is not object.__new__ or cls.__dictoffset__ == 0:
+        raise TypeError(f"{cls.__name__} is not a plain class with an instance __dict__")
+    n0, n1, n2, n3 = names[0], names[1], names[2], names[3]
+    n4 = names[4] if nf == 5 else None
+    cache = {}
+    out = [None] * n
+    cdef PyTypeObject *tp = <PyTypeObject *>cls
+    cdef tuple no_args = ()
+    for i in range(n):
+        e = <Event?>events[i]
+        if originator_of is not None and e.actor_id is not actor:
+            actor = e.actor_id
+            originator = cache.get(actor)
+            if originator is None:
+                originator = cache[actor] = originator_of(actor)
+        d = _PyDict_NewPresized(nf)
+        PyDict_SetItem(d, n0, originator)
+        PyDict_SetItem(d, n1, e.version - version_offset)
+        PyDict_SetItem(d, n2, e.event_type)
+        PyDict_SetItem(d, n3, e._payload)
+        if nf == 5:
+            PyDict_SetItem(d, n4, e._position)
+        obj = PyBaseObject_Type.tp_new(tp, no_args, NULL)     # object.__new__(cls), without a Python call
+        PyObject_GenericSetDict(obj, d, NULL)
+        out[i] = obj
+    return out

@@ -757,3 +757,40 @@ def test_default_ids_are_distinct_rfc4122_v4_uuids_even_across_fork():
     os.waitpid(pid, 0)
     parent = [ev().id for _ in range(5)]
     assert len(child) == 5 and not set(child) & set(parent)
+
+
+class _Plain:
+    def __init__(self, *args):
+        raise AssertionError("project_events must not call __init__")
+
+
+class _Slotted:
+    __slots__ = ("a",)
+
+
+def test_project_events_builds_plain_objects_without_init():
+    from aether_fast._native import project_events, with_position
+
+    events = [with_position(ev(actor_id=a, version=v, data=b"p%d" % v), 10 + v)
+              for a, v in (("x", 1), ("x", 2), ("y", 5))]
+    calls = []
+
+    def originator_of(actor):
+        calls.append(actor)
+        return actor.upper()
+
+    out = project_events(events, _Plain, ("o", "v", "t", "s", "pos"), None, originator_of, 1)
+    assert [vars(o) for o in out] == [
+        {"o": "X", "v": 0, "t": events[0].event_type, "s": b"p1", "pos": 11},
+        {"o": "X", "v": 1, "t": events[1].event_type, "s": b"p2", "pos": 12},
+        {"o": "Y", "v": 4, "t": events[2].event_type, "s": b"p5", "pos": 15},
+    ]
+    assert calls == ["x", "y"]          # once per actor
+    fixed = project_events(events[:1], _Plain, ("o", "v", "t", "s"), "same")
+    assert vars(fixed[0]) == {"o": "same", "v": 1, "t": events[0].event_type, "s": b"p1"}
+    with pytest.raises(ValueError, match="4 or 5 field names"):
+        project_events(events, _Plain, ("o", "v"))
+    with pytest.raises(TypeError, match="_Slotted"):
+        project_events(events, _Slotted, ("o", "v", "t", "s"))
+    with pytest.raises(TypeError):
+        project_events([object()], _Plain, ("o", "v", "t", "s"))
