@@ -115,19 +115,19 @@ cdef _RingTable _build_table(list names, list points):
         for j in range(m):
             entries[pos] = (<uint64_t>p[j] << 32) | rank
             pos += 1
-    with nogil:
-        qsort(entries, total, sizeof(uint64_t), _cmp_u64)
-        for i in range(total):
-            tab.t.points[i] = <uint32_t>(entries[i] >> 32)
-            tab.t.owners[i] = index_of_rank[entries[i] & 0xFFFFFFFFULL]
-        tab.t.n = total
-        tab.t.shift = 32 - bits
-        j = 0
-        for i in range(buckets):
-            lo = <uint64_t>i << tab.t.shift
-            while j < total and tab.t.points[j] < lo:
-                j += 1
-            tab.t.start[i] = <uint32_t>j
+    # The GIL stays held: a change of the ring is atomic for other threads.
+    qsort(entries, total, sizeof(uint64_t), _cmp_u64)
+    for i in range(total):
+        tab.t.points[i] = <uint32_t>(entries[i] >> 32)
+        tab.t.owners[i] = index_of_rank[entries[i] & 0xFFFFFFFFULL]
+    tab.t.n = total
+    tab.t.shift = 32 - bits
+    j = 0
+    for i in range(buckets):
+        lo = <uint64_t>i << tab.t.shift
+        while j < total and tab.t.points[j] < lo:
+            j += 1
+        tab.t.start[i] = <uint32_t>j
     free(entries)
     free(index_of_rank)
     return tab

@@ -269,6 +269,25 @@ def test_lookups_see_one_state_of_a_ring_changing_in_another_thread():
         thread.join(timeout=60)
 
 
+def test_nodes_added_from_many_threads_are_all_on_the_ring():
+    ring = HashRing(vnodes=2000)
+    barrier = threading.Barrier(4)
+
+    def add(prefix: str) -> None:
+        barrier.wait(timeout=60)
+        for i in range(10):
+            ring.add_node(f"{prefix}-{i}")
+
+    threads = [threading.Thread(target=add, args=(f"t{t}",)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(ring.nodes) == sorted(f"t{t}-{i}" for t in range(4) for i in range(10))
+    assert len(ring.points()[0]) == 40 * 2000
+    assert ring.owners([f"k{i}" for i in range(1000)]).max() < 40
+
+
 # -- validation ------------------------------------------------------------------------------
 
 
@@ -405,3 +424,27 @@ def test_shard_maps_are_checked():
         ShardMap(("a",), np.array([], dtype=np.int32))
     with pytest.raises(InvalidInputError, match="1024 shards with one of 2"):
         ShardMap.from_ring(HashRing(["a"])).moved_shards(ShardMap(("a",), np.array([0, 0])))
+
+
+# -- the benchmark runs (no assertion on speed) ------------------------------------------------
+
+
+def test_bench_ring_reports_every_workload():
+    from aether_fast.bench import Config
+    from aether_fast.bench_ring import run
+
+    result = run(Config(events=5000, repeats=1))
+    assert result["skipped"] == []
+    keys = [row["key"] for row in result["workloads"]]
+    assert keys == ["ring_lookup_py", "ring_lookup_uhashring", "ring_owners", "ring_owners_rate",
+                    "ring_owners_array"]
+    assert all(row["aether_fast"] > 0 and row["baseline_rate"] > 0 for row in result["workloads"])
+    json.dumps(result)
+
+
+def test_bench_ring_without_uhashring_says_what_to_install():
+    code = ("import sys; sys.modules['uhashring'] = None; from aether_fast.bench_ring import main; "
+            "main(['--quick'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert "ring vs uhashring skipped: install uhashring" in out.stdout
+    assert "pure-Python mmh3 + bisect ring" in out.stdout and "uhashring, mmh3" not in out.stdout
