@@ -101,6 +101,16 @@ def test_owner_follows_the_documented_rule(nodes, keys, vnodes):
     assert [ring.owner(k) for k in keys] == [reference_owner(counts, k) for k in keys]
 
 
+@given(node_sets, st.integers(1, 5))
+@settings(deadline=None, max_examples=30)
+def test_a_key_on_a_point_belongs_to_the_next_point(nodes, vnodes):
+    ring = HashRing(nodes, vnodes=vnodes)
+    on_points = [f"{n}-{i}" for n in nodes for i in range(vnodes)]      # each hashes to a point exactly
+    counts = dict.fromkeys(nodes, vnodes)
+    assert ring.owners(on_points).tolist() == [ring.owner_index(k) for k in on_points]
+    assert [ring.owner(k) for k in on_points] == [reference_owner(counts, k) for k in on_points]
+
+
 @given(node_sets)
 @settings(deadline=None, max_examples=30)
 def test_points_are_the_virtual_node_hashes(nodes):
