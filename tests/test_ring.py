@@ -155,6 +155,20 @@ def test_weights_scale_the_virtual_nodes(million_keys):
     assert np.all(np.abs(share / expected - 1) < SHARE_BOUND), share
 
 
+def test_a_ring_pickles_and_copies_with_its_nodes_weights_and_vnodes():
+    import copy
+    import pickle
+
+    ring = HashRing({"a": 1, "b": 2.5, "c": 0.2}, vnodes=40)
+    ring.remove_node("a")
+    ring.add_node("a")
+    keys = [f"k{i}" for i in range(2000)]
+    for other in (pickle.loads(pickle.dumps(ring)), copy.copy(ring), copy.deepcopy(ring)):
+        assert type(other) is HashRing and other.nodes == ("b", "c", "a") and other.vnodes == 40
+        assert [other.vnodes_of(n) for n in other.nodes] == [100, 8, 40]
+        assert np.array_equal(other.owners(keys), ring.owners(keys))
+
+
 def test_vnodes_is_configurable():
     assert HashRing(["a"], vnodes=10).vnodes_of("a") == 10
     assert HashRing(["a"]).vnodes == 150
