@@ -7,7 +7,8 @@
 # patches at its build time, from separate files that we do not use). The archive is pinned by
 # version and sha256. Writes DEST/include/lmdb.h and DEST/lib/liblmdb.a; then point the build
 # at them with AETHER_LMDB_INCLUDE_DIR=DEST/include AETHER_LMDB_LIB_DIR=DEST/lib.
-# Env: PYTHON (a Python with pip; default python3), CC (default cc), MACOSX_DEPLOYMENT_TARGET.
+# Env: PYTHON (a Python with pip; default: the first of python3, python that has pip), CC
+# (default cc), MACOSX_DEPLOYMENT_TARGET (macOS: the archive is universal x86_64 + arm64).
 set -euo pipefail
 
 PY_LMDB_VERSION=3.0.0
@@ -17,7 +18,12 @@ LMDB_VERSION=0.9.36   # the upstream version inside that sdist's lib/lmdb.h, che
 die() { echo "lmdb_static.sh: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 DEST"
 dest=$1
-PYTHON=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ]; then
+  for candidate in python3 python; do
+    if "$candidate" -m pip --version >/dev/null 2>&1; then PYTHON=$candidate; break; fi
+  done
+  [ -n "${PYTHON:-}" ] || die "no python3 or python with pip on PATH; set PYTHON"
+fi
 CC=${CC:-cc}
 
 if [ -f "$dest/lib/liblmdb.a" ] && [ -f "$dest/include/lmdb.h" ] \
@@ -39,9 +45,6 @@ got=$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"r
 src="lmdb-$PY_LMDB_VERSION/lib"
 tar -xzf "$archive" -C "$work" "$src/mdb.c" "$src/midl.c" "$src/lmdb.h" "$src/midl.h"
 src="$work/$src"
-for part in MAJOR MINOR PATCH; do
-  grep -Eq "#define MDB_VERSION_$part[[:space:]]" "$src/lmdb.h" || die "no MDB_VERSION_$part in lmdb.h"
-done
 found=$(awk '/#define MDB_VERSION_(MAJOR|MINOR|PATCH)[ \t]/ {v = v (v ? "." : "") $3} END {print v}' "$src/lmdb.h")
 [ "$found" = "$LMDB_VERSION" ] || die "the sdist holds LMDB $found, expected $LMDB_VERSION"
 
@@ -54,7 +57,11 @@ mkdir -p "$dest/include" "$dest/lib"
 "$CC" "${cflags[@]}" -c "$src/mdb.c" -o "$work/mdb.o"
 "$CC" "${cflags[@]}" -c "$src/midl.c" -o "$work/midl.o"
 rm -f "$dest/lib/liblmdb.a"
-ar rcs "$dest/lib/liblmdb.a" "$work/mdb.o" "$work/midl.o"
+if [ "$(uname -s)" = Darwin ]; then   # ar cannot archive universal objects
+  libtool -static -o "$dest/lib/liblmdb.a" "$work/mdb.o" "$work/midl.o"
+else
+  ar rcs "$dest/lib/liblmdb.a" "$work/mdb.o" "$work/midl.o"
+fi
 cp "$src/lmdb.h" "$dest/include/lmdb.h"
 echo "LMDB $LMDB_VERSION sdist $PY_LMDB_SHA256 (lmdb==$PY_LMDB_VERSION on PyPI)" > "$dest/BUILT_FROM"
 echo "lmdb_static.sh: built $dest/lib/liblmdb.a (LMDB $LMDB_VERSION, -fPIC)"
