@@ -34,18 +34,21 @@ PLANTED_OUTPUT = {
 }
 TOP_LEVEL = {"aether_fast", "aether_fast.egg-info", "csrc", "tests", "wheels", "PKG-INFO", "setup.cfg",
              "setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "dev.sh"}
-FORBIDDEN = ["*.so", "*.pyc", "*.pyd", "*.whl", "csrc/*.c", "csrc/*.html", "bench/*", "build/*", ".venv/*",
+GENERATED_C = [f"csrc/{pyx.stem}.c" for pyx in ROOT.glob("csrc/*.pyx")]  # Cython's output
+FORBIDDEN = [*GENERATED_C, "*.so", "*.pyc", "*.pyd", "*.whl", "csrc/*.html", "bench/*", "build/*", ".venv/*",
              "wheels/dist/*", "*/__pycache__/*"]
-IGNORED_WHEN_COPYING = shutil.ignore_patterns(".git", ".venv", "build", "dist", "__pycache__", "*.so", "*.c",
+IGNORED_WHEN_COPYING = shutil.ignore_patterns(".git", ".venv", "build", "dist", "__pycache__", "*.so",
+                                              *(Path(c).name for c in GENERATED_C),
                                               "*.egg-info", ".pytest_cache", ".hypothesis", ".benchmarks",
                                               ".ruff_cache")
 
 
 def build_inputs() -> set[str]:
     """The files of the source tree that building, testing or the wheel recipe need."""
-    patterns = ["csrc/*.pyx", "csrc/*.pxi", "csrc/*.pxd", "csrc/*.h", "aether_fast/*.py", "aether_fast/*.pyi",
-                "aether_fast/py.typed", "tests/*.py", "wheels/*.sh", "wheels/smoke.py"]
+    patterns = ["csrc/*.pyx", "csrc/*.pxi", "csrc/*.pxd", "csrc/*.h", "csrc/*.c", "aether_fast/*.py",
+                "aether_fast/*.pyi", "aether_fast/py.typed", "tests/*.py", "wheels/*.sh", "wheels/smoke.py"]
     found = {p.relative_to(ROOT).as_posix() for pattern in patterns for p in ROOT.glob(pattern)}
+    found -= set(GENERATED_C)
     return found | {"setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "dev.sh"}
 
 
