@@ -2,8 +2,9 @@
 
 LMDB is found with `pkg-config lmdb`, or from AETHER_LMDB_INCLUDE_DIR / AETHER_LMDB_LIB_DIR.
 A position-independent static liblmdb.a is linked in when one exists, so that the extension
-needs no LMDB at run time; otherwise the shared library is used. Set AETHER_DEBUG=1 for a
-debug build, AETHER_SANITIZE=1 for AddressSanitizer + UBSan.
+needs no LMDB at run time; otherwise the shared library is used, unless AETHER_LMDB_STATIC=1
+(wheel builds, see wheels/lmdb_static.sh) makes a missing static library an error. Set
+AETHER_DEBUG=1 for a debug build, AETHER_SANITIZE=1 for AddressSanitizer + UBSan.
 """
 
 import os
@@ -61,6 +62,9 @@ if not any(os.path.exists(os.path.join(d, "lmdb.h")) for d in search):
 
 multiarch = [f"/usr/lib/{t}" for t in ("x86_64-linux-gnu", "aarch64-linux-gnu")]
 static = static_lib_links(lib_dirs + multiarch + ["/usr/lib", "/usr/local/lib"])
+if not static and os.environ.get("AETHER_LMDB_STATIC"):
+    sys.exit(f"AETHER_LMDB_STATIC is set but no position-independent liblmdb.a links from {lib_dirs}; "
+             "build one with wheels/lmdb_static.sh DEST and set AETHER_LMDB_LIB_DIR=DEST/lib")
 extra_objects, libraries = ([static], []) if static else ([], ["lmdb"])
 
 compile_args = ["-O3", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
