@@ -38,6 +38,7 @@ from .model import (
     ReplayError,
     ReplayResult,
 )
+from .nats_bus import MalformedMessageError, NatsBusError, NatsEventBus, NatsSubscription
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
 from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
@@ -70,6 +71,10 @@ __all__ = [
     "InvalidNamespaceError",
     "InvalidTypeError",
     "LmdbEventStore",
+    "MalformedMessageError",
+    "NatsBusError",
+    "NatsEventBus",
+    "NatsSubscription",
     "NotifyingStore",
     "PublishTimeoutError",
     "ReceiveTimeoutError",
