@@ -38,8 +38,8 @@ from .model import (
     ReplayError,
     ReplayResult,
 )
-from .nats_bus import MalformedMessageError, NatsBusError, NatsEventBus, NatsSubscription
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
+from .nats_bus import MalformedMessageError, NatsBusError, NatsEventBus, NatsSubscription
 from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
 from .subscription import Subscription
