@@ -189,7 +189,7 @@ class NatsEventBus:
         self._routes: dict[str, _Route] = {}
         self._index = PatternIndex()
         self._gen = 0
-        self._ns_routes: dict[str, tuple[int, tuple[_Route, ...]]] = {}
+        self._ns_routes: dict[str, tuple[int, tuple[_Route, ...], str]] = {}   # gen, routes, subject
         self._echo_prefix = orjson.dumps({"node_id": node_id})[:-1] + b","
         self._published: dict[str, int] = {}
         self._publish_errors: dict[str, int] = {}
@@ -230,11 +230,10 @@ class NatsEventBus:
         return self.nc
 
     async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until the server has processed everything this bus sent (a PING/PONG)."""
+        """Wait until the server has processed everything this bus sent (see ``flush_nats``)."""
+        nc = self._client()
         try:
-            await self._client().flush(timeout=timeout)
-        except AetherError:
-            raise
+            await flush_nats(nc, timeout)
         except Exception as e:
             raise NatsBusError(f"flush failed: {e!r}") from e
 
@@ -377,15 +376,18 @@ class NatsEventBus:
     def _subject(self, namespace: str) -> str:
         return f"{self.subject_prefix}.{namespace}"
 
-    def _routes_for(self, namespace: str) -> tuple[_Route, ...]:
+    def _lookup(self, namespace: str) -> tuple[tuple[_Route, ...], str]:
+        """The routes whose pattern matches ``namespace`` (cached until the patterns change)
+        and its subject; the name is validated the first time."""
         hit = self._ns_routes.get(namespace)
         if hit is not None and hit[0] == self._gen:
-            return hit[1]
+            return hit[1], hit[2]
         if hit is None:
             validate_namespace(namespace)
         routes = self._index.match(namespace)
-        self._ns_routes[namespace] = (self._gen, routes)
-        return routes
+        subject = self._subject(namespace)
+        self._ns_routes[namespace] = (self._gen, routes, subject)
+        return routes, subject
 
     def encode(self, namespace: str, event: Event) -> bytes:
         """The NATS message body of ``event`` in ``namespace`` (Aether's JSON form)."""
@@ -400,36 +402,49 @@ class NatsEventBus:
         when a local ``"error"`` / ``"block"`` subscription could not take it, and
         NatsBusError when NATS refuses it (the local subscribers have it then).
         """
-        await self._publish(namespace, (event,))
+        nc = self._client()
+        routes, subject = self._lookup(namespace)
+        payload = self.encode(namespace, event)
+        overflow: SubscriberOverflowError | None = None
+        for route in routes:
+            try:
+                route.bus.publish(namespace, event)
+            except SubscriberOverflowError as e:
+                overflow = e
+        self._published[namespace] = self._published.get(namespace, 0) + 1
+        try:
+            await nc.publish(subject, payload)
+        except Exception as e:
+            raise self._publish_failed(namespace, subject, e) from e
+        if overflow is not None:
+            raise overflow
 
     async def publish_many(self, namespace: str, events: Iterable[Event]) -> None:
         """``publish`` each of ``events`` in order (one local delivery call, one NATS
         message per event)."""
-        await self._publish(namespace, events if isinstance(events, (list, tuple)) else list(events))
-
-    async def _publish(self, namespace: str, events: list[Event] | tuple[Event, ...]) -> None:
+        if not isinstance(events, (list, tuple)):
+            events = list(events)
         nc = self._client()
-        routes = self._routes_for(namespace)
+        routes, subject = self._lookup(namespace)
         payloads = [self.encode(namespace, event) for event in events]
         overflow: SubscriberOverflowError | None = None
         for route in routes:
             try:
-                if len(events) == 1:
-                    route.bus.publish(namespace, events[0])
-                else:
-                    route.bus.publish_many(namespace, events)
+                route.bus.publish_many(namespace, events)
             except SubscriberOverflowError as e:
                 overflow = e
         self._published[namespace] = self._published.get(namespace, 0) + len(events)
-        subject = self._subject(namespace)
         try:
             for payload in payloads:
                 await nc.publish(subject, payload)
         except Exception as e:
-            self._publish_errors[namespace] = self._publish_errors.get(namespace, 0) + 1
-            raise NatsBusError(f"NATS publish to {subject!r} failed: {e!r}") from e
+            raise self._publish_failed(namespace, subject, e) from e
         if overflow is not None:
             raise overflow
+
+    def _publish_failed(self, namespace: str, subject: str, error: Exception) -> NatsBusError:
+        self._publish_errors[namespace] = self._publish_errors.get(namespace, 0) + 1
+        return NatsBusError(f"NATS publish to {subject!r} failed: {error!r}")
 
     # -- receiving --
 
@@ -445,8 +460,10 @@ class NatsEventBus:
                 return
             if node == self.node_id:
                 return
-            if route.blocking:
-                await self._wait_for_room(route)
+            for sub in route.blocking:
+                if sub.pending >= sub.buffer:
+                    await self._wait_for_room(route)
+                    break
             try:
                 route.bus.publish(namespace, event)
             except (SubscriberOverflowError, BusClosedError):
@@ -517,6 +534,20 @@ class NatsEventBus:
         return f"NatsEventBus(node_id={self.node_id!r}, subject_prefix={self.subject_prefix!r}, {state})"
 
 
+async def flush_nats(nc: Any, timeout: float = 10.0) -> None:
+    """Return once the server has processed every command sent on ``nc`` before the call.
+
+    nats-py's ``nc.flush()`` writes its PING straight to the socket, ahead of commands
+    still queued for its flusher task (a SUB just made, recent PUBs), so its PONG can come
+    back before the server has seen them. This first waits for that queue to be written
+    (nats-py's ``_flush_pending(force_flush=True)``, when present), then does the PING/PONG.
+    """
+    write_pending = getattr(nc, "_flush_pending", None)
+    if write_pending is not None and nc.is_connected:
+        await asyncio.wait_for(write_pending(force_flush=True), timeout)
+    await nc.flush(timeout=timeout)
+
+
 async def _log_nats_error(error: Exception) -> None:
     """nats-py's error callback: log quietly (reconnects report every failed attempt)."""
     _log.info("NATS connection: %r", error)
@@ -528,4 +559,5 @@ __all__ = [
     "NatsBusError",
     "NatsEventBus",
     "NatsSubscription",
+    "flush_nats",
 ]

@@ -16,7 +16,7 @@ import pytest
 
 from aether_fast import Event, InvalidInputError, InvalidNamespaceError
 from aether_fast.bus import BusClosedError
-from aether_fast.nats_bus import NatsBusError, NatsEventBus, NatsSubscription
+from aether_fast.nats_bus import NatsBusError, NatsEventBus, NatsSubscription, flush_nats
 
 nats = pytest.importorskip("nats", reason="nats-py not installed: pip install 'aether_fast[nats]'")
 
@@ -194,15 +194,15 @@ def test_two_buses_sharing_one_connection(nats_server):
             y = NatsEventBus(nc)
             xs = await x.subscribe("shared")
             ys = await y.subscribe("shared")
-            await nc.flush()
+            await flush_nats(nc)
             e1 = ev(version=1)
             await x.publish("shared", e1)
-            await nc.flush()
+            await flush_nats(nc)
             e2 = ev(version=2)
             await y.publish("shared", e2)
             assert await receive(xs, 2) == [e1, e2]       # own once (local), other's via NATS
             assert await receive(ys, 2) == [e1, e2]
-            await nc.flush()
+            await flush_nats(nc)
             assert xs.drain() == [] and ys.drain() == []
             await x.close()
             await y.close()
@@ -228,7 +228,7 @@ def test_wire_format_is_aethers_json(nats_server):
             raw = await nats.connect(nats_server.url, connect_timeout=5)
             try:
                 raw_sub = await raw.subscribe("aether.events.tenant-a")
-                await raw.flush()
+                await flush_nats(raw)
                 await bus.flush()
                 # a Go node's message (Go's field order; commandId empty, ints past 2**53)
                 await raw.publish("aether.events.tenant-a", GO_MESSAGE)
@@ -391,7 +391,7 @@ def test_custom_subject_prefix_and_callbacks(nats_server):
             raw = await nats.connect(nats_server.url, connect_timeout=5)
             try:
                 raw_sub = await raw.subscribe("acme.ev.>")
-                await raw.flush()
+                await flush_nats(raw)
                 await b.flush()
                 e = ev()
                 await a.publish("x.y", e)
@@ -402,3 +402,34 @@ def test_custom_subject_prefix_and_callbacks(nats_server):
                 await raw.close()
 
     run(main())
+
+
+def test_flush_nats_waits_for_queued_commands(nats_server):
+    """nats-py's ``nc.flush()`` PING overtakes a SUB still queued behind a busy flusher (here
+    2 MB of earlier publishes), so a publish from another connection right after it can
+    miss the new subscription (5 trials in 20 missed it when measured); ``flush_nats``
+    does not return before the SUB is written and processed."""
+
+    async def trial(i: int) -> bool:
+        q = await nats.connect(nats_server.url, connect_timeout=5)
+        p = await nats.connect(nats_server.url, connect_timeout=5)
+        try:
+            for _ in range(100):
+                await q.publish("noise", b"x" * 20_000)
+            sub = await q.subscribe(f"race.{i}")
+            await flush_nats(q)
+            await p.publish(f"race.{i}", b"hello")
+            await flush_nats(p)
+            try:
+                await sub.next_msg(timeout=2)
+            except nats.errors.TimeoutError:
+                return False
+            return True
+        finally:
+            await q.close()
+            await p.close()
+
+    async def main() -> list[bool]:
+        return [await trial(i) for i in range(20)]
+
+    assert run(main()) == [True] * 20
