@@ -116,7 +116,7 @@ class NatsSubscription:
         if self.local.closed:
             return
         self.local.close()
-        self._bus._release(self._route, self.local)
+        self._bus._release(self._route, self)
 
     unsubscribe = close
 
@@ -134,13 +134,13 @@ class _Route:
     """One namespace pattern: its local bus (the subscribers of the pattern), its NATS
     subscription, and the ``"block"`` subscriptions whose room a wire delivery waits for."""
 
-    __slots__ = ("blocking", "bus", "nats_sub", "pattern", "refs")
+    __slots__ = ("blocking", "bus", "nats_sub", "pattern", "subs")
 
     def __init__(self, pattern: str, bus: EventBus) -> None:
         self.pattern = pattern
         self.bus = bus
         self.nats_sub: Any = None
-        self.refs = 0
+        self.subs: list[NatsSubscription] = []          # its reference count is len(subs)
         self.blocking: list[BusSubscription] = []
 
 
@@ -157,12 +157,16 @@ class NatsEventBus:
     ``subject_prefix``: subjects are ``<subject_prefix>.<namespace>``. ``node_id``: the id
     put in every message and used to skip this bus's own echoes (a new UUID by default).
     ``buffer`` / ``overflow`` / ``block_timeout``: defaults of ``subscribe``, as for
-    ``EventBus``.
+    ``EventBus``. ``pending_msgs_limit`` / ``pending_bytes_limit``: nats-py's limits of the
+    queue of each NATS subscription (its defaults: 524,288 messages, 128 MiB); beyond them
+    nats-py drops messages, which the bus counts in ``events_dropped`` when it owns the
+    connection (on a given ``nc`` they go to that client's ``error_cb`` only).
     """
 
     def __init__(self, nc: Any = None, *, subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
                  node_id: str | None = None, buffer: int = DEFAULT_BUFFER, overflow: Overflow = "block",
                  block_timeout: float | None = DEFAULT_BLOCK_TIMEOUT, creds: str | None = None,
+                 pending_msgs_limit: int | None = None, pending_bytes_limit: int | None = None,
                  **connect_options: Any) -> None:
         if nc is not None and (connect_options or creds is not None):
             raise InvalidInputError(
@@ -197,6 +201,13 @@ class NatsEventBus:
         self._retired: dict[str, dict[str, int]] = {name: {} for name in _SUMMED}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wire_drops: dict[str, int] = {}
+        self._limits = {name: value for name, value in (("pending_msgs_limit", pending_msgs_limit),
+                                                         ("pending_bytes_limit", pending_bytes_limit))
+                        if value is not None}
+        for name, value in self._limits.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be a positive int, got {value!r}")
         self.closed = False
 
     # -- connection --
@@ -212,13 +223,32 @@ class NatsEventBus:
             except ImportError as e:
                 raise ImportError("NatsEventBus needs nats-py: pip install 'aether_fast[nats]'") from e
             options = dict(self._connect_options)
-            options.setdefault("error_cb", _log_nats_error)
+            options["error_cb"] = self._error_callback(options.get("error_cb"))
             try:
                 self.nc = await nats.connect(**options)
             except Exception as e:
                 raise NatsBusError(f"could not connect to NATS ({options.get('servers', 'default server')}): "
                                    f"{e!r}") from e
         return self
+
+    def _error_callback(self, user_cb: Callable[[Exception], Awaitable[None]] | None
+                        ) -> Callable[[Exception], Awaitable[None]]:
+        """nats-py's error callback for the bus's own connection: a message nats-py
+        dropped for one of the bus's subscriptions (its slow-consumer limit) is counted in
+        ``events_dropped``; then ``user_cb`` (or a quiet log line) gets the error."""
+        from nats.errors import SlowConsumerError
+
+        async def on_error(error: Exception) -> None:
+            if isinstance(error, SlowConsumerError) and any(
+                    route.nats_sub is error.sub for route in self._routes.values()):
+                namespace = error.subject[len(self.subject_prefix) + 1:]
+                self._wire_drops[namespace] = self._wire_drops.get(namespace, 0) + 1
+            if user_cb is not None:
+                await user_cb(error)
+            else:
+                _log.info("NATS connection: %r", error)
+
+        return on_error
 
     def _client(self) -> Any:
         if self.closed:
@@ -244,9 +274,9 @@ class NatsEventBus:
             return
         self.closed = True
         for route in list(self._routes.values()):
-            for sub in route.bus.subscriptions():
-                sub.close()
-            route.refs = 0
+            for sub in route.subs:
+                sub.local.close()
+            route.subs.clear()
             self._retire(route)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -292,7 +322,8 @@ class NatsEventBus:
             local = route.bus.subscribe(namespace_pattern, event_types=event_types, actor_pattern=actor_pattern,
                                         callback=callback, buffer=buffer, overflow=overflow,
                                         with_namespace=with_namespace, **extra)
-            route.refs += 1
+            sub = NatsSubscription(self, route, local)
+            route.subs.append(sub)
             if local.callback is None and local.overflow == "block":
                 route.blocking.append(local)
             if new:
@@ -301,17 +332,18 @@ class NatsEventBus:
                 self._gen += 1
                 try:
                     route.nats_sub = await nc.subscribe(self._subject(namespace_pattern),
-                                                        cb=self._handler(route))
+                                                        cb=self._handler(route), **self._limits)
                 except Exception as e:
-                    local.close()
-                    route.refs = 0
+                    for other in route.subs:
+                        other.local.close()
+                    route.subs.clear()
                     self._retire(route)
                     raise NatsBusError(f"NATS subscribe to {self._subject(namespace_pattern)!r} failed: {e!r}") from e
         except AetherError:
             key = namespace_pattern[:MAX_NAMESPACE_LENGTH] if isinstance(namespace_pattern, str) else "?"
             self._subscribe_errors[key] = self._subscribe_errors.get(key, 0) + 1
             raise
-        return NatsSubscription(self, route, local)
+        return sub
 
     async def unsubscribe(self, subscription: NatsSubscription) -> None:
         """Close ``subscription``; when it was the last of its pattern, return once the
@@ -322,28 +354,29 @@ class NatsEventBus:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def subscriptions(self) -> list[BusSubscription]:
-        """The active local subscriptions."""
-        return [sub for route in self._routes.values() for sub in route.bus.subscriptions()]
+    def subscriptions(self) -> list[NatsSubscription]:
+        """The active subscriptions."""
+        return [sub for route in self._routes.values() for sub in route.subs]
 
     def nats_patterns(self) -> dict[str, int]:
         """The namespace patterns this bus has a NATS subscription for, with the number of
         local subscribers of each."""
-        return {pattern: route.refs for pattern, route in self._routes.items()}
+        return {pattern: len(route.subs) for pattern, route in self._routes.items()}
 
-    def _release(self, route: _Route, local: BusSubscription) -> None:
+    def _release(self, route: _Route, sub: NatsSubscription) -> None:
         loop = self._loop
         if loop is not None and asyncio._get_running_loop() is not loop:
             try:
-                loop.call_soon_threadsafe(self._release, route, local)
+                loop.call_soon_threadsafe(self._release, route, sub)
             except RuntimeError:    # the loop is closed: nothing left to release
                 pass
             return
-        if local in route.blocking:
-            route.blocking.remove(local)
-        route.refs -= 1
-        if route.refs <= 0 and self._routes.get(route.pattern) is route:
-            self._retire(route)
+        if sub.local in route.blocking:
+            route.blocking.remove(sub.local)
+        if sub in route.subs:
+            route.subs.remove(sub)
+            if not route.subs and self._routes.get(route.pattern) is route:
+                self._retire(route)
 
     def _retire(self, route: _Route) -> None:
         """Forget a pattern with no subscriber left: keep its counters, drop its NATS
@@ -485,7 +518,6 @@ class NatsEventBus:
         claimed = message.get("namespace_id")
         if claimed is not None and claimed != namespace:
             raise MalformedMessageError(f"namespace_id {claimed!r} disagrees with the subject {subject!r}")
-        validate_namespace(namespace)
         return message.get("node_id"), namespace, Event.from_dict(message["event"])
 
     def _wire_error(self, route: _Route, subject: str, error: Exception) -> None:
@@ -513,12 +545,14 @@ class NatsEventBus:
     def metrics(self) -> BusMetrics:
         """The counters with the local bus's names: ``events_published`` (events published
         through this bus), ``events_received`` / ``events_dropped`` / ``callback_errors``
-        (local deliveries, whatever the origin), ``publish_errors`` (local overflow
+        (local deliveries, whatever the origin; drops include the messages nats-py dropped
+        for a full subscription queue), ``publish_errors`` (local overflow
         errors and refused NATS publishes), ``active_subscriptions`` (per pattern), and
         ``subscribe_errors`` (refused subscribe calls and malformed messages, per pattern)."""
         summed = {name: dict(column) for name, column in self._retired.items()}
-        for key, value in self._publish_errors.items():
-            summed["publish_errors"][key] = summed["publish_errors"].get(key, 0) + value
+        for name, own in (("publish_errors", self._publish_errors), ("events_dropped", self._wire_drops)):
+            for key, value in own.items():
+                summed[name][key] = summed[name].get(key, 0) + value
         active: dict[str, int] = {}
         for route in self._routes.values():
             counters = route.bus.metrics()
@@ -546,11 +580,6 @@ async def flush_nats(nc: Any, timeout: float = 10.0) -> None:
     if write_pending is not None and nc.is_connected:
         await asyncio.wait_for(write_pending(force_flush=True), timeout)
     await nc.flush(timeout=timeout)
-
-
-async def _log_nats_error(error: Exception) -> None:
-    """nats-py's error callback: log quietly (reconnects report every failed attempt)."""
-    _log.info("NATS connection: %r", error)
 
 
 __all__ = [

@@ -282,11 +282,13 @@ def test_malformed_messages_are_counted_and_skipped(nats_server):
                 await bus.flush()
                 for payload in bad:
                     await raw.publish("aether.events.tenant-a", payload)
+                # a subject that is valid for NATS but not a namespace here
+                await raw.publish("aether.events.bad@ns", GO_MESSAGE.replace(b'"tenant-a"', b'"bad@ns"'))
                 await raw.publish("aether.events.tenant-a", GO_MESSAGE)
                 assert (await sub.aget(timeout=WAIT)).id == "0b6a4d1e-go"
                 assert (await wild.aget(timeout=WAIT)).id == "0b6a4d1e-go"
                 m = bus.metrics()
-                assert m.subscribe_errors == {"tenant-a": len(bad), "*": len(bad)}
+                assert m.subscribe_errors == {"tenant-a": len(bad), "*": len(bad) + 1}
                 assert m.events_received == {"tenant-a": 2}
                 # the bus goes on working
                 await raw.publish("aether.events.tenant-a", GO_MESSAGE.replace(b"0b6a4d1e-go", b"second"))
@@ -433,3 +435,26 @@ def test_flush_nats_waits_for_queued_commands(nats_server):
         return [await trial(i) for i in range(20)]
 
     assert run(main()) == [True] * 20
+
+
+def test_messages_nats_py_drops_are_counted(nats_server):
+    """A subscription nobody reads, with a tiny NATS-side queue: nats-py drops the overflow
+    (slow consumer) and the bus counts every such drop, so received + dropped = published."""
+    n = 50
+
+    async def main() -> None:
+        async with make_bus(nats_server) as a, make_bus(nats_server, pending_msgs_limit=5) as b:
+            sub = await b.subscribe("slow", buffer=1, block_timeout=None)
+            await b.flush()
+            await a.publish_many("slow", [ev(version=v) for v in range(1, n + 1)])
+            await a.flush()
+            await wait_until(lambda: b.nc.stats["in_msgs"] == n, "every message to reach b")
+            got: list[int] = []
+            while len(got) + b.metrics().events_dropped.get("slow", 0) < n:
+                got.append((await sub.aget(timeout=WAIT)).version)
+            dropped = b.metrics().events_dropped["slow"]
+            assert dropped > 0 and len(got) + dropped == n
+            assert got == sorted(got) and got[0] == 1
+            assert sub.dropped == 0                    # the local buffer itself dropped nothing
+
+    run(main())
