@@ -29,8 +29,12 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coro, TEST_TIMEOUT))
 
 
+def make_bus_at(url: str, **options: Any) -> NatsEventBus:
+    return NatsEventBus(servers=url, connect_timeout=5, reconnect_time_wait=0.05, **options)
+
+
 def make_bus(server, **options: Any) -> NatsEventBus:
-    return NatsEventBus(servers=server.url, connect_timeout=5, reconnect_time_wait=0.05, **options)
+    return make_bus_at(server.url, **options)
 
 
 def ev(actor: str = "order.1", event_type: str = "OrderPlaced", version: int = 1, **data: Any) -> Event:
@@ -458,3 +462,24 @@ def test_messages_nats_py_drops_are_counted(nats_server):
             assert sub.dropped == 0                    # the local buffer itself dropped nothing
 
     run(main())
+
+
+@pytest.mark.parametrize("server_args, good, bad", [
+    (("--user", "alice", "--pass", "s3cret"), {"user": "alice", "password": "s3cret"},
+     {"user": "alice", "password": "wrong"}),
+    (("--auth", "t0ken"), {"token": "t0ken"}, {"token": "nope"}),
+])
+def test_connection_options_pass_through(server_args, good, bad):
+    from nats_server import NatsServer, require_nats
+
+    async def main(url: str) -> None:
+        async with make_bus_at(url, **good) as a, make_bus_at(url, **good) as b:
+            sub = await b.subscribe("auth")
+            await b.flush()
+            await a.publish("auth", ev())
+            assert (await sub.aget(timeout=WAIT)).actor_id == "order.1"
+        with pytest.raises(NatsBusError, match="could not connect"):
+            await make_bus_at(url, max_reconnect_attempts=1, **bad).connect()
+
+    with NatsServer(extra_args=server_args, binary=require_nats()) as server:
+        run(main(server.url))
