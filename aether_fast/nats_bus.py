@@ -30,6 +30,10 @@ not replayed to it (use a store's catch-up subscription for that). The connectio
 reconnects by itself (nats-py's ``max_reconnect_attempts`` /
 ``reconnect_time_wait``) and re-subscribes; publishes made while it
 reconnects are buffered by nats-py (``pending_size`` bytes) and sent once connected.
+
+Like the local bus, the bus keeps a small record (its counters and cached routes) for every
+namespace it has been asked to publish to, for its lifetime. Use it from one event loop;
+only ``NatsSubscription`` reading and ``close()`` may happen in other threads.
 """
 
 from __future__ import annotations
