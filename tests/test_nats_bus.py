@@ -483,3 +483,23 @@ def test_connection_options_pass_through(server_args, good, bad):
 
     with NatsServer(extra_args=server_args, binary=require_nats()) as server:
         run(main(server.url))
+
+
+def test_block_subscription_read_by_a_thread_loses_nothing(nats_server):
+    """Wire deliveries into a small "block" buffer read by another thread wait for room
+    without blocking the loop; every event arrives, in order."""
+    n = 200
+
+    async def main() -> None:
+        async with make_bus(nats_server) as a, make_bus(nats_server, buffer=2) as b:
+            sub = await b.subscribe("threaded")
+            await b.flush()
+            got: list[int] = []
+            reader = asyncio.create_task(asyncio.to_thread(
+                lambda: got.extend(sub.get(timeout=WAIT).version for _ in range(n))))
+            await a.publish_many("threaded", [ev(version=v) for v in range(1, n + 1)])
+            await asyncio.wait_for(reader, TEST_TIMEOUT)
+            assert got == list(range(1, n + 1))
+            assert b.metrics().total("events_dropped") == 0 and b.metrics().total("publish_errors") == 0
+
+    run(main())
