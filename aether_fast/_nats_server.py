@@ -50,7 +50,9 @@ class NatsServer:
     ``port=0`` picks a free port at the first start (kept by ``restart()``).
     ``jetstream=True`` enables JetStream in ``store_dir`` (a temp dir removed at ``stop()``
     when not given). ``monitor=True`` opens the HTTP monitoring port (``monitor_url``,
-    ``monitor(path)``), and readiness then also waits for ``/healthz`` to answer ok.
+    ``monitor(path)``), and readiness then also waits for ``/healthz`` to answer ok; for a
+    JetStream cluster member that happens only once the cluster has formed, so start the
+    members of a cluster in parallel (threads) when they have monitoring on.
     ``extra_args`` are appended to the command line (e.g. cluster options).
     """
 
