@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aether_fast import Event, InvalidInputError, InvalidNamespaceError
-from aether_fast.bus import BusClosedError
+from aether_fast.bus import BusClosedError, SubscriberOverflowError
 from aether_fast.nats_bus import NatsBusError, NatsEventBus, NatsSubscription, flush_nats
 
 nats = pytest.importorskip("nats", reason="nats-py not installed: pip install 'aether_fast[nats]'")
@@ -501,5 +501,40 @@ def test_block_subscription_read_by_a_thread_loses_nothing(nats_server):
             await asyncio.wait_for(reader, TEST_TIMEOUT)
             assert got == list(range(1, n + 1))
             assert b.metrics().total("events_dropped") == 0 and b.metrics().total("publish_errors") == 0
+
+    run(main())
+
+
+def test_local_overflow_is_raised_after_the_event_went_out_on_nats(nats_server):
+    async def main() -> None:
+        async with make_bus(nats_server) as a, make_bus(nats_server) as b:
+            remote = await b.subscribe("of")
+            full = await a.subscribe("of", buffer=1, overflow="error")
+            await b.flush()
+            await a.publish("of", ev(version=1))
+            with pytest.raises(SubscriberOverflowError):
+                await a.publish("of", ev(version=2))
+            assert [e.version for e in await receive(remote, 2)] == [1, 2]
+            assert full.dropped == 1 and [e.version for e in full.drain()] == [1]
+            m = a.metrics()
+            assert m.events_dropped == {"of": 1} and m.publish_errors == {"of": 1}
+
+    run(main())
+
+
+def test_nats_refusals_are_errors_and_counted(nats_server):
+    async def main() -> None:
+        nc = await nats.connect(nats_server.url, connect_timeout=5)
+        bus = NatsEventBus(nc)
+        local = await bus.subscribe("gone")
+        await nc.close()
+        with pytest.raises(NatsBusError, match="aether.events.gone"):
+            await bus.publish("gone", ev())
+        assert [e.version for e in local.drain()] == [1]       # the local subscriber has it
+        assert bus.metrics().publish_errors == {"gone": 1}
+        with pytest.raises(NatsBusError, match="subscribe"):
+            await bus.subscribe("other")
+        assert bus.nats_patterns() == {"gone": 1}
+        await bus.close()                                       # closing over a closed connection is fine
 
     run(main())
