@@ -154,7 +154,7 @@ class NatsEventBus:
     Give it a connected nats-py client (``nc``; the bus never closes it), or connection
     options for a connection of its own, made by ``connect()`` / ``async with`` and closed
     by ``close()``: ``servers``, ``user`` / ``password``, ``token``, ``creds`` (a
-    credentials file, nats-py's ``user_credentials``), ``tls`` (an ``ssl.SSLContext``) and
+    credentials file, nats-py's ``user_credentials``; needs the ``nkeys`` package), ``tls`` (an ``ssl.SSLContext``) and
     any other ``nats.connect`` keyword. nats-py's reconnect defaults apply (60 attempts, 2 s
     apart, for the first connect too); ``max_reconnect_attempts=-1`` retries forever.
 

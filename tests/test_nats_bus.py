@@ -538,3 +538,35 @@ def test_nats_refusals_are_errors_and_counted(nats_server):
         await bus.close()                                       # closing over a closed connection is fine
 
     run(main())
+
+
+def test_tls_context_passes_through(tmp_path):
+    """A server that requires TLS (a self-signed certificate made with the openssl CLI)."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from nats_server import NatsServer, require_nats
+
+    binary = require_nats()
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def main(server: NatsServer) -> None:
+        url = server.url
+        async with make_bus_at(url, tls=context) as a, make_bus_at(url, tls=context) as b:
+            conns = (await asyncio.to_thread(server.monitor, "/connz"))["connections"]
+            assert len(conns) == 2 and all(c.get("tls_version") for c in conns), conns
+            sub = await b.subscribe("secure")
+            await b.flush()
+            await a.publish("secure", ev())
+            assert (await sub.aget(timeout=WAIT)).event_type == "OrderPlaced"
+
+    args = ("--tls", "--tlscert", str(cert), "--tlskey", str(key))
+    with NatsServer(extra_args=args, monitor=True, binary=binary) as server:
+        run(main(server))
