@@ -39,6 +39,7 @@ from .model import (
     ReplayResult,
 )
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
+from .nats_bus import MalformedMessageError, NatsBusError, NatsEventBus, NatsSubscription
 from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
 from .ring import EmptyRingError, HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
@@ -73,6 +74,10 @@ __all__ = [
     "InvalidNamespaceError",
     "InvalidTypeError",
     "LmdbEventStore",
+    "MalformedMessageError",
+    "NatsBusError",
+    "NatsEventBus",
+    "NatsSubscription",
     "NotifyingStore",
     "PlacementStrategy",
     "PublishTimeoutError",
