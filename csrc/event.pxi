@@ -4,7 +4,6 @@
 import base64 as _base64
 import os as _os
 import time as _time
-import re as _re
 from datetime import datetime as _datetime, timedelta as _timedelta, timezone as _timezone
 from types import MappingProxyType as _MappingProxy
 
@@ -12,7 +11,6 @@ import orjson as _orjson
 
 cdef dict _NO_METADATA = {}   # shared by events without metadata: Event never exposes it mutably
 cdef object _EPOCH = _datetime(1970, 1, 1, tzinfo=_timezone.utc)
-cdef object _UTC = _timezone.utc
 cdef object _time_ns = _time.time_ns
 cdef object _urandom = _os.urandom
 
@@ -169,35 +167,137 @@ cdef str _new_uuid4():
     return PyUnicode_DecodeASCII(out, 36, NULL)
 
 
+cdef long long _days_from_civil(long long y, long long m, long long d) noexcept nogil:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    y -= m <= 2
+    cdef long long era = (y if y >= 0 else y - 399) // 400
+    cdef long long yoe = y - era * 400
+    cdef long long doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    cdef long long doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef void _civil_from_days(long long z, long long *y, int *m, int *d) noexcept nogil:
+    """The date of a day count since 1970-01-01 (the inverse of _days_from_civil)."""
+    z += 719468
+    cdef long long era = (z if z >= 0 else z - 146096) // 146097
+    cdef long long doe = z - era * 146097
+    cdef long long yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    cdef long long doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    cdef long long mp = (5 * doy + 2) // 153
+    d[0] = <int>(doy - (153 * mp + 2) // 5 + 1)
+    m[0] = <int>(mp + 3 if mp < 10 else mp - 9)
+    y[0] = yoe + era * 400 + (m[0] <= 2)
+
+
 cdef str _format_rfc3339(object ns):
-    """Go's RFC3339Nano: UTC, 'Z', fraction with trailing zeros trimmed."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    dt = _EPOCH + _timedelta(seconds=secs)
-    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    """Go's RFC3339Nano: UTC, 'Z', fraction with trailing zeros trimmed (``ns`` is a 64-bit
+    count, so the year has 4 digits)."""
+    cdef long long t = ns, secs, frac, y
+    cdef int mo, d, n
+    cdef char buf[40]
+    cdef long long days, rem
+    secs = t / 1_000_000_000          # C division (cdivision): floor it by hand
+    frac = t - secs * 1_000_000_000
+    if frac < 0:
+        frac += 1_000_000_000
+        secs -= 1
+    days = secs / 86400
+    rem = secs - days * 86400
+    if rem < 0:
+        rem += 86400
+        days -= 1
+    _civil_from_days(days, &y, &mo, &d)
+    secs = rem
+    _put_digits(buf, y, 4)
+    buf[4] = b"-"
+    _put_digits(buf + 5, mo, 2)
+    buf[7] = b"-"
+    _put_digits(buf + 8, d, 2)
+    buf[10] = b"T"
+    _put_digits(buf + 11, secs // 3600, 2)
+    buf[13] = b":"
+    _put_digits(buf + 14, (secs // 60) % 60, 2)
+    buf[16] = b":"
+    _put_digits(buf + 17, secs % 60, 2)
+    n = 19
     if frac:
-        s += "." + f"{frac:09d}".rstrip("0")
-    return s + "Z"
+        buf[19] = b"."
+        _put_digits(buf + 20, frac, 9)
+        n = 29
+        while buf[n - 1] == b"0":
+            n -= 1
+    buf[n] = b"Z"
+    return PyUnicode_DecodeASCII(buf, n + 1, NULL)
 
 
-_RFC3339 = _re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))",
-    _re.ASCII,
-)
+cdef inline void _put_digits(char *p, long long v, int width) noexcept nogil:
+    cdef int k
+    for k in range(width - 1, -1, -1):
+        p[k] = <char>(48 + v % 10)
+        v //= 10
+
+
+cdef inline int _digits(const char *p, int width) noexcept nogil:
+    """The value of ``width`` ASCII digits at ``p``, or -1."""
+    cdef int v = 0, k
+    for k in range(width):
+        if p[k] < 48 or p[k] > 57:
+            return -1
+        v = v * 10 + (p[k] - 48)
+    return v
 
 
 cdef object _parse_rfc3339(object text):
     """Nanoseconds since the epoch of an RFC 3339 timestamp (up to 9 fraction digits)."""
-    m = _RFC3339.fullmatch(text) if type(text) is str else None
-    if m is None:
+    cdef Py_ssize_t n, i
+    cdef const char *p
+    cdef int y, mo, d, hh, mi, ss, oh = 0, om = 0, sign = 0, k
+    cdef long long frac = 0, scale = 100_000_000
+    if type(text) is not str or not (<str>text).isascii():
         raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
-    date, clock, frac, z, sign, hh, mm = m.groups()
-    try:
-        base = _datetime.strptime(f"{date}T{clock}", "%Y-%m-%dT%H:%M:%S")
-    except ValueError:
-        raise InvalidInputError(f"timestamp {text!r} is not a valid RFC 3339 date and time") from None
-    offset = 0 if z else (int(hh) * 60 + int(mm)) * 60 * (1 if sign == "+" else -1)
-    d = base.replace(tzinfo=_UTC) - _EPOCH
-    return (d.days * 86400 + d.seconds - offset) * 1_000_000_000 + int((frac or "0").ljust(9, "0"))
+    p = PyUnicode_AsUTF8AndSize(text, &n)
+    if (n < 20 or p[4] != b"-" or p[7] != b"-" or (p[10] != b"T" and p[10] != b"t")
+            or p[13] != b":" or p[16] != b":"):
+        raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+    y, mo, d = _digits(p, 4), _digits(p + 5, 2), _digits(p + 8, 2)
+    hh, mi, ss = _digits(p + 11, 2), _digits(p + 14, 2), _digits(p + 17, 2)
+    if y < 0 or mo < 0 or d < 0 or hh < 0 or mi < 0 or ss < 0:
+        raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+    i = 19
+    if p[i] == b".":
+        i += 1
+        k = 0
+        while i < n and 48 <= p[i] <= 57:
+            if k == 9:
+                raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+            frac += (p[i] - 48) * scale
+            scale //= 10
+            k += 1
+            i += 1
+        if k == 0:
+            raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+    if i == n - 1 and (p[i] == b"Z" or p[i] == b"z"):
+        pass
+    elif i == n - 6 and (p[i] == b"+" or p[i] == b"-") and p[i + 3] == b":":
+        oh, om = _digits(p + i + 1, 2), _digits(p + i + 4, 2)
+        if oh < 0 or om < 0 or oh > 23 or om > 59:
+            raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+        sign = 1 if p[i] == b"+" else -1
+    else:
+        raise InvalidInputError(f"timestamp {text!r} is not RFC 3339")
+    if (y < 1 or mo < 1 or mo > 12 or d < 1 or d > _month_days(y, mo) or hh > 23 or mi > 59
+            or ss > 59):
+        raise InvalidInputError(f"timestamp {text!r} is not a valid RFC 3339 date and time")
+    cdef long long secs = _days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss
+    secs -= sign * (oh * 3600 + om * 60)
+    return <object>secs * 1_000_000_000 + frac     # a Python int: the range is checked by the caller
+
+
+cdef inline int _month_days(int y, int m) noexcept nogil:
+    if m == 2:
+        return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
+    return 30 if m == 4 or m == 6 or m == 9 or m == 11 else 31
 
 
 @cython.no_gc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -794,3 +795,37 @@ def test_project_events_builds_plain_objects_without_init():
         project_events(events, _Slotted, ("o", "v", "t", "s"))
     with pytest.raises(TypeError):
         project_events([object()], _Plain, ("o", "v", "t", "s"))
+
+
+def _reference_rfc3339(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    text = (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + ("." + f"{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(-(2**63) + 1, 2**63 - 1))
+def test_native_rfc3339_matches_the_datetime_reference(ns):
+    """The native formatter and parser agree with datetime on the whole 64-bit range."""
+    d = ev(timestamp=ns).to_dict()
+    assert d["timestamp"] == _reference_rfc3339(ns)
+    assert Event.from_dict(d).timestamp_ns == ns
+
+
+@pytest.mark.parametrize("stamp", [
+    "2024-02-30T00:00:00Z", "2023-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2024-04-31T00:00:00Z",
+    "2024-13-01T00:00:00Z", "2024-00-10T00:00:00Z", "2024-01-01T24:00:00Z", "2024-01-01T00:60:00Z",
+    "2024-01-01T00:00:60Z", "2024-01-01T00:00:00+24:00", "2024-01-01T00:00:00+01:60",
+    "2024-01-01T00:00:00.Z", "2024-01-01T00:00:00.1234567890Z", "2024-01-01T00:00:00Zx",
+])
+def test_impossible_dates_and_times_rejected(stamp):
+    d = ev().to_dict()
+    d["timestamp"] = stamp
+    with pytest.raises(InvalidInputError, match=re.escape(repr(stamp))):
+        Event.from_dict(d)
+
+
+def test_leap_day_of_a_400_year_is_accepted():
+    d = ev().to_dict()
+    d["timestamp"] = "2000-02-29T23:59:59.999999999-00:30"
+    assert Event.from_dict(d).to_dict()["timestamp"] == "2000-03-01T00:29:59.999999999Z"
