@@ -400,7 +400,7 @@ class Row:
     baseline: str
     baseline_rate: float        # events/s, from the median time
     target: str
-    target_kind: str            # "ratio": aether_fast / baseline; "rate": aether_fast's events/s
+    target_kind: str            # "ratio": aether_fast / baseline; "rate": aether_fast's events/s; "none"
     target_value: float
     aether_times: list[float]   # seconds of each repeat
     baseline_times: list[float]
@@ -410,7 +410,10 @@ class Row:
         return self.aether_fast / self.baseline_rate
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        """Whether the target is reached; None for a row without a target."""
+        if self.target_kind == "none":
+            return None
         got = self.ratio if self.target_kind == "ratio" else self.aether_fast
         return got >= self.target_value
 
@@ -668,7 +671,7 @@ def format_table(rows: list[Row]) -> str:
     head = ("workload", "aether_fast ev/s", "baseline", "baseline ev/s", "ratio", "target", "met?")
     lines = [head] + [
         (r.workload, f"{r.aether_fast:,.0f}", r.baseline, f"{r.baseline_rate:,.0f}", f"{r.ratio:.2f}x",
-         r.target, "yes" if r.met else "NO")
+         r.target, "-" if r.met is None else "yes" if r.met else "NO")
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -718,10 +721,18 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None, log: Callabl
 
         log("bus: matching, fan-out, publish ...")
         rows += bus_rows(replace(cfg, events=min(cfg.events, 200_000)) if small else cfg, log)
+    if "ring" in suites:
+        from .bench_ring import ring_rows
+
+        log("ring: single-key and vectorised lookups ...")
+        more, skipped = ring_rows(cfg, log)
+        rows += more
+        if skipped:
+            extra["skipped"] = [*extra.get("skipped", []), *skipped]
     return rows, extra
 
 
-SUITES = ("core", "concurrency", "eventsourcing", "bus")
+SUITES = ("core", "concurrency", "eventsourcing", "bus", "ring")
 
 
 def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,
