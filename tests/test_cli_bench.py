@@ -16,6 +16,7 @@ WORKLOADS = {
     "es/insert_events/sqlite", "es/insert_events/popo", "es/select_events/sqlite",
     "es/select_notifications/sqlite", "es/app_1/sqlite", "es/app_n/sqlite",
     "bus_match", "bus_fanout_callback", "bus_fanout_async", "bus_publish_1000",
+    "ring_lookup_py", "ring_lookup_uhashring", "ring_owners", "ring_owners_rate", "ring_owners_array",
 }
 
 
