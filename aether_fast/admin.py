@@ -473,7 +473,10 @@ def backup_store(ref: StoreRef, dest: str | os.PathLike[str], *, compact: bool =
     new or empty directory, taken while writers go on (LMDB's hot copy reads one
     snapshot; writers are not blocked). ``compact`` leaves out free pages. Restore by
     opening ``dest`` as a store (or copying it back in place of the original)."""
+    source = ref.path if isinstance(ref, LmdbEventStore) else check_store_path(ref)
     target = os.fspath(dest)
+    if os.path.realpath(target) == source:
+        raise InvalidInputError(f"backup destination {target!r} is the store itself")
     if os.path.exists(target):
         if not os.path.isdir(target) or os.listdir(target):
             raise InvalidInputError(f"backup destination {target!r} must be a new or empty directory")
@@ -484,9 +487,6 @@ def backup_store(ref: StoreRef, dest: str | os.PathLike[str], *, compact: bool =
             raise InvalidInputError(f"backup destination {target!r}: its directory {parent!r} does not exist")
         os.mkdir(target)
         made = True
-    source = ref.path if isinstance(ref, LmdbEventStore) else check_store_path(ref)
-    if os.path.realpath(target) == source:
-        raise InvalidInputError(f"backup destination {target!r} is the store itself")
     try:
         names = list_namespaces(ref)
         with open_namespace(ref, names[0] if names else None, create=not names) as store:

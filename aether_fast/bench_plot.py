@@ -5,7 +5,6 @@ Needs matplotlib (``pip install 'aether_fast[plot]'``); it is imported only when
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +13,11 @@ MISSING_MATPLOTLIB = "drawing a chart needs matplotlib: pip install 'aether_fast
 
 
 def have_matplotlib() -> bool:
-    return importlib.util.find_spec("matplotlib") is not None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def plot_ratios(result: Mapping[str, Any], path: str) -> None:
