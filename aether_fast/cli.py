@@ -334,15 +334,10 @@ def _import(args: argparse.Namespace) -> int:
                            "aether-fast import PATH < events.jsonl (or --input FILE)")
     if args.input is not None and not os.path.isfile(args.input):
         raise CommandError(f"--input {args.input!r} is not a file")
-    path = os.fspath(args.path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise CommandError(f"{path!r} is not a store: it is not a directory")
-    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, "data.mdb")):
-        raise CommandError(f"{path!r} is not a store: a directory with other files and no data.mdb")
     with open(args.input, "rb") if args.input else _stdin() as source:
         size = os.fstat(source.fileno()).st_size if _is_regular(source) else None
         with _progress(size, "B", "import") as progress:
-            result = import_events(path, source, namespace=args.namespace, resume=args.resume,
+            result = import_events(args.path, source, namespace=args.namespace, resume=args.resume,
                                    commit_every=args.commit_every, progress=progress)
     skipped = f", skipped {result.skipped:,} already stored" if result.skipped else ""
     where = f" at positions {result.first_position}..{result.last_position}" if result.imported else ""
