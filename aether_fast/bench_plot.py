@@ -28,6 +28,7 @@ def plot_ratios(result: Mapping[str, Any], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     rows = list(result["workloads"])
     if not rows:
@@ -42,10 +43,16 @@ def plot_ratios(result: Mapping[str, Any], path: str) -> None:
     ax.set_yticks(list(ys), labels, fontsize=7)
     if max(ratios) / max(min(ratios), 1e-9) > 30:
         ax.set_xscale("log")
+        ax.set_xlim(right=max(ratios) * 8)          # room for the labels right of the bars
+    else:
+        ax.set_xlim(0, max(ratios) * 1.6)
     ax.axvline(1.0, color="#555555", linestyle="--", linewidth=1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}x"))
     for y, row, ratio in zip(ys, rows, ratios):
-        ax.annotate(f"{ratio:.2f}x", (ratio, y), xytext=(4, 0), textcoords="offset points",
-                    va="center", fontsize=7)
+        text = f"{ratio:.2f}x"
+        if row.get("target_kind") == "rate":        # the target is aether_fast's own rate
+            text += f"  ({float(row['aether_fast']) / 1e6:.2f}M ev/s, target {row['target']})"
+        ax.annotate(text, (ratio, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=7)
         if row.get("target_kind") == "ratio":
             ax.plot([row["target_value"]] * 2, [y - 0.35, y + 0.35], color="black", linewidth=1.5)
     machine = result.get("machine", {})
