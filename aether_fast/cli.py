@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail = _command(commands, "tail", "print the global log's last events, and follow new ones",
                     "Print the last -n events of the namespace's global log (or every event from "
                     "--from-position on); with --follow keep printing new events as they are committed, "
-                    "also by other processes, until Ctrl-C.",
+                    "also by other processes, until Ctrl-C or SIGTERM (exit code 0).",
                     "  aether-fast tail /var/lib/orders\n  aether-fast tail /var/lib/orders -n 100 --json\n"
                     "  aether-fast tail /var/lib/orders --from-position 5000 --follow")
     tail.add_argument("path", metavar="PATH", help="the store directory")
@@ -289,6 +290,7 @@ def _tail(args: argparse.Namespace) -> int:
                 show(ev)
             return 0
         sub = store.subscribe(start)
+        previous = signal.signal(signal.SIGTERM, _stop_following)
         try:
             while True:
                 ev = sub.next(timeout=0.2)
@@ -296,11 +298,20 @@ def _tail(args: argparse.Namespace) -> int:
                     sys.stdout.flush()     # show what came before waiting, also in a pipe
                     continue
                 show(ev)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _StopFollowing):   # Ctrl-C or SIGTERM: the normal end of --follow
             sys.stdout.flush()
             return 0
         finally:
+            signal.signal(signal.SIGTERM, previous)
             sub.stop()
+
+
+class _StopFollowing(Exception):
+    """SIGTERM during ``tail --follow``."""
+
+
+def _stop_following(signum: int, frame: object) -> None:
+    raise _StopFollowing
 
 
 def _export(args: argparse.Namespace) -> int:

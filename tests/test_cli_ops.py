@@ -410,7 +410,7 @@ def test_tail_follow_prints_events_committed_by_another_process(tmp_path):
         live = Event.from_json(lines.get(timeout=60))
         assert (live.event_type, live.actor_id) == ("Live", "live")
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)        # the end of --follow (as Ctrl-C is, on a terminal)
         proc.wait(timeout=60)
     assert proc.returncode == 0, proc.stderr.read()
 
