@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import IO
 
 import orjson
@@ -143,7 +143,6 @@ class StoreInfo:
     durability: str
 
     def to_dict(self) -> dict[str, object]:
-        from dataclasses import asdict
         return asdict(self)
 
 

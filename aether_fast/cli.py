@@ -20,10 +20,18 @@ from typing import IO, Any
 
 import orjson
 
+from .admin import (
+    ImportRefusedError,
+    Progress,
+    backup_store,
+    export_events,
+    import_events,
+    open_namespace,
+    store_info,
+    verify_store,
+)
 from .bench import SUITES
 from .errors import AetherError, IncompatibleFormatError, InvalidInputError, StoreAlreadyOpenError
-
-Progress = Callable[[int], None]
 
 
 class CommandError(Exception):
@@ -240,8 +248,6 @@ def _size(n: float) -> str:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .admin import store_info
-
     info = store_info(args.path)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
@@ -264,8 +270,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from .admin import open_namespace
-
     with open_namespace(args.path, args.namespace) as store:
         events = store.get_events(args.actor, args.from_version)
     show = _printer(args.json)
@@ -277,8 +281,6 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from .admin import open_namespace
-
     show = _printer(args.json)
     with open_namespace(args.path, args.namespace) as store:
         if args.from_position is not None:
@@ -315,8 +317,6 @@ def _stop_following(signum: int, frame: object) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .admin import export_events, open_namespace
-
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise CommandError(f"--output {args.output!r}: its directory does not exist")
     with open_namespace(args.path, args.namespace) as store:
@@ -338,8 +338,6 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .admin import import_events
-
     if args.input is None and sys.stdin.isatty():
         raise CommandError("import reads JSON lines from standard input: "
                            "aether-fast import PATH < events.jsonl (or --input FILE)")
@@ -371,8 +369,6 @@ def _is_regular(f: IO[bytes]) -> bool:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .admin import verify_store
-
     report = verify_store(args.path)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -393,8 +389,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from .admin import backup_store
-
     result = backup_store(args.path, args.dest, compact=args.compact)
     kind = "compacted copy" if result.compact else "copy"
     print(f"backup: {kind} of {args.path} written to {result.dest} ({_size(result.bytes)}); "
@@ -455,8 +449,6 @@ _BAD_TARGET = (CommandError, InvalidInputError, IncompatibleFormatError, StoreAl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .admin import ImportRefusedError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"aether-fast {args.command}"
