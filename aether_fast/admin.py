@@ -350,9 +350,12 @@ def import_events(ref: StoreRef, lines: Iterable[bytes | str], *, namespace: str
     ImportRefusedError with its line number.
 
     - Default, all or nothing: the whole import is one write transaction, so a refused
-      line (or a crash, or Ctrl-C) leaves the store as it was. Other writers wait until
-      it ends.
-    - ``resume=True``: commits every ``commit_every`` events, and events already stored
+      line (or a crash, or Ctrl-C) leaves the store as it was. It holds the writer lock
+      throughout: other writers, and other processes opening the store, wait until it
+      ends; LMDB keeps the transaction's pages in memory up to its spill limit (about
+      512 MiB with 4 KiB pages). Best for a new store.
+    - ``resume=True``: commits every ``commit_every`` events (constant memory, short
+      transactions: the store stays usable by others), and events already stored
       (same actor, version and id) are skipped, so running the same import again after
       an interruption or a refusal carries on where it stopped; a refused line keeps
       what came before it.

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -57,7 +58,7 @@ def _non_negative_int(text: str) -> int:
 
 def _command(commands: Any, name: str, help: str, description: str, examples: str) -> argparse.ArgumentParser:
     return commands.add_parser(
-        name, help=help, description=description, epilog="examples:\n" + examples,
+        name, help=help, description=textwrap.fill(description, 100), epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -127,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "Append the events of a JSON-lines file (Aether's camelCase form) read from standard "
                    "input, keeping their ids, versions and timestamps. Every version is checked: the first "
                    "line the store cannot take is reported with its number. By default the import is one "
-                   "transaction, all or nothing: a refused line leaves the store unchanged. With --resume it "
+                   "transaction, all or nothing: a refused line, Ctrl-C or a crash leaves the store unchanged; "
+                   "it holds the store's writer lock throughout, so other writers, and other processes opening "
+                   "the store, wait until it ends (best for a new store). With --resume it "
                    "commits every --commit-every events and skips events already stored (same actor, "
                    "version and id), so the same command run again continues where it stopped. Creates the "
                    "store when PATH does not exist.",
