@@ -255,7 +255,8 @@ def _verify_namespace(store: LmdbEventStore, report: VerifyReport) -> dict[str, 
         for item in items:
             position = item.position if isinstance(item, Event) else item[0]
             if position != expect:
-                report.add(Problem(ns, "gap", f"positions {expect} to {position - 1} are missing", expect))
+                missing = f"position {expect} is" if position == expect + 1 else f"positions {expect} to {position - 1} are"
+                report.add(Problem(ns, "gap", f"{missing} missing", expect))
             expect = position + 1
             records += 1
             if not isinstance(item, Event):

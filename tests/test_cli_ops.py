@@ -136,6 +136,35 @@ def test_verify_finds_a_flipped_byte_and_names_actor_and_position(tmp_path):
     assert f"checksum mismatch (position {damaged})".encode() in proc.stderr
 
 
+DAMAGE_INDEX = r"""
+import struct, sys
+import lmdb
+env = lmdb.open(sys.argv[1], max_dbs=8)
+log, idx = env.open_db(b"default/log", create=False), env.open_db(b"default/idx", create=False)
+with env.begin(write=True) as txn:
+    assert txn.delete(struct.pack(">Q", int(sys.argv[2])), db=log)        # a record gone: a gap
+    actor = sys.argv[3].encode()
+    key = bytes([len(actor)]) + actor + struct.pack(">Q", int(sys.argv[4]))
+    assert txn.delete(key, db=idx)                                       # an index entry gone
+env.close()
+"""
+
+
+def test_verify_reports_a_gap_and_index_disagreement(tmp_path):
+    path = tmp_path / "s"
+    fill(path, actors=3, versions=10)           # actor-0 at positions 1..10, actor-1 at 11..20, ...
+    proc = subprocess.run([sys.executable, "-c", DAMAGE_INDEX, str(path), "5", "actor-1", "3"],
+                          capture_output=True, timeout=TIMEOUT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(cli("verify", path, "--json").stdout)
+    assert report["ok"] is False
+    found = {(p["kind"], p["actor_id"], p["position"]) for p in report["problems"]}
+    assert ("gap", None, 5) in found
+    assert "position 5 is missing" in cli("verify", path).stdout.decode()
+    assert ("index", "actor-0", 5) in found                         # its index entry points nowhere
+    assert ("index", "actor-1", None) in found                      # a record without index entry
+
+
 # -- backup while a writer runs --------------------------------------------------------------------
 
 WRITER = r"""
