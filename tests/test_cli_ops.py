@@ -160,7 +160,8 @@ def test_verify_reports_a_gap_and_index_disagreement(tmp_path):
     assert report["ok"] is False
     found = {(p["kind"], p["actor_id"], p["position"]) for p in report["problems"]}
     assert ("gap", None, 5) in found
-    assert "position 5 is missing" in cli("verify", path).stdout.decode()
+    proc = cli("verify", path)
+    assert proc.returncode == 1 and "position 5 is missing" in proc.stdout.decode()
     assert ("index", "actor-0", 5) in found                         # its index entry points nowhere
     assert ("index", "actor-1", None) in found                      # a record without index entry
 
