@@ -58,6 +58,7 @@ cdef extern from "lmdb.h" nogil:
         MDB_CORRUPTED
         MDB_VERSION_MISMATCH
         MDB_INVALID
+        MDB_CP_COMPACT
 
     char *mdb_strerror(int err)
     int mdb_env_create(MDB_env **env)
@@ -71,6 +72,7 @@ cdef extern from "lmdb.h" nogil:
     int mdb_env_sync(MDB_env *env, int force)
     int mdb_env_get_maxkeysize(MDB_env *env)
     int mdb_reader_check(MDB_env *env, int *dead)
+    int mdb_env_copy2(MDB_env *env, const char *path, unsigned int flags)
 
     int mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **txn)
     int mdb_txn_commit(MDB_txn *txn)

@@ -467,6 +467,27 @@ cdef class NativeEnv:
         if rc:
             raise_lmdb(rc, "sync")
 
+    def copy_to(self, str dest, bint compact):
+        """Write a consistent copy of the whole environment into the existing empty
+        directory ``dest`` (LMDB's hot copy: it reads one snapshot while writers go on).
+        ``compact`` leaves out free pages and renumbers the rest (slower, smaller copy).
+        The GIL is released during the copy."""
+        self.check()
+        if self.wtxn != NULL and self.wtxn_owner == PyThread_get_thread_ident():
+            raise AetherError("cannot copy the store from inside its own transaction; copy after it ends")
+        cdef bytes bdest = _os.fsencode(dest)
+        cdef const char *cdest = bdest
+        cdef unsigned int flags = MDB_CP_COMPACT if compact else 0
+        cdef int rc
+        self.active += 1           # close() waits for the copy to end
+        try:
+            with nogil:
+                rc = mdb_env_copy2(self.env, cdest, flags)
+        finally:
+            self.active -= 1
+        if rc:
+            raise_lmdb(rc, f"copy to {dest!r}")
+
     def close(self):
         """Close the environment; open transactions of this thread are rolled back."""
         if self.closed:
@@ -1124,6 +1145,41 @@ cdef class NativeLog:
             if owned:
                 self.env._abort(txn)
         return out
+
+
+    def count_actors(self):
+        """The number of distinct actors in this namespace's index (one scan of its keys,
+        without the GIL)."""
+        cdef MDB_txn *txn
+        cdef MDB_cursor *cur = NULL
+        cdef MDB_val k, v
+        cdef int rc
+        cdef unsigned char prev[KEY_MAX]
+        cdef size_t prev_n = 0
+        cdef long long actors = 0
+        owned = self.env.read_txn(&txn)
+        try:
+            rc = mdb_cursor_open(txn, self.idx, &cur)
+            if rc:
+                raise_lmdb(rc, "cursor")
+            with nogil:
+                rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)
+                while rc == 0:
+                    # the actor prefix: its length byte and its bytes (the key less its version)
+                    if k.mv_size < 9 or k.mv_size > KEY_MAX or k.mv_size - 8 != prev_n \
+                            or memcmp(k.mv_data, prev, prev_n) != 0:
+                        actors += 1
+                        prev_n = k.mv_size - 8 if 9 <= k.mv_size <= KEY_MAX else 0
+                        memcpy(prev, k.mv_data, prev_n)
+                    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)
+            if rc != MDB_NOTFOUND:
+                raise_lmdb(rc, "index read")
+            return actors
+        finally:
+            if cur != NULL:
+                mdb_cursor_close(cur)
+            if owned:
+                self.env._abort(txn)
 
 
 cdef class LogIterator:
