@@ -319,7 +319,9 @@ class LmdbEventStore:
         return {**self._env.info(), "namespaces": self._env.namespaces(), "path": self.path}
 
 
-def _replay_error(position: int, raw: bytes, problem: str) -> ReplayError:
+def _replay_error(position: int, raw: bytes, problem: str | CorruptRecordError) -> ReplayError:
+    if isinstance(problem, CorruptRecordError):     # raised by the decoder, position included
+        return ReplayError(position, raw, problem)
     return ReplayError(position, raw, CorruptRecordError(problem, position))
 
 

@@ -160,10 +160,19 @@ def encode_snapshot(snapshot: object) -> tuple[str, int, int, bytes, bool]:
 
 
 def decode_snapshot(actor_id: str, version: int, ts_ns: int, state: bytes, raw: bool) -> ActorSnapshot:
+    """The snapshot of stored parts; a JSON state that is not a JSON object is corrupt."""
+    if not raw:
+        try:
+            decoded = orjson.loads(state)
+        except orjson.JSONDecodeError as e:
+            raise CorruptRecordError(f"snapshot of actor {actor_id!r} is damaged: state is not JSON ({e})") from None
+        if not isinstance(decoded, dict):
+            raise CorruptRecordError(f"snapshot of actor {actor_id!r} is damaged: state is not a JSON object")
+        state = decoded
     return ActorSnapshot(
         actor_id=actor_id,
         version=version,
-        state=state if raw else orjson.loads(state),
+        state=state,
         timestamp=_EPOCH + timedelta(microseconds=ts_ns // 1000),
     )
 

@@ -749,7 +749,8 @@ cdef class NativeLog:
             except CorruptRecordError as e:
                 if errors is None:
                     raise
-                problem = e.args[0]
+                errors.append((pos, PyBytes_FromStringAndSize(<const char *>rec, n), e))
+                return 0
         if errors is None:
             raise CorruptRecordError(problem, pos)
         else:
@@ -959,6 +960,11 @@ cdef class NativeLog:
                     code = rec_check(rec, rn)
                     if code:
                         break
+                    if by_actor and (af_get_u16le(rec + 26) != n
+                                     or memcmp(rec + HDR + af_get_u16le(rec + 24) + af_get_u16le(rec + 6), a, n) != 0
+                                     or af_get_u64le(rec + 8) != af_get_u64be(<unsigned char *>k.mv_data + n + 1)):
+                        code = 8
+                        break
                     skip = HDR + af_get_u16le(rec + 24)
                     code64 = af_intern_code(&types, rec + skip, af_get_u16le(rec + 6))
                     c32 = <uint32_t>code64
@@ -992,6 +998,8 @@ cdef class NativeLog:
                 raise CorruptRecordError("index points at a missing record", pos)
             if code == 7:
                 raise CorruptRecordError(f"an index entry of actor {actor_id!r} is damaged")
+            if code == 8:
+                raise CorruptRecordError("record disagrees with the actor index", pos)
             if code:
                 raise CorruptRecordError(rec_problem(code), pos)
             if rc != 0 and rc != MDB_NOTFOUND:
@@ -1099,7 +1107,9 @@ cdef class NativeLog:
                 return None
             p = <const unsigned char *>v.mv_data
             if (v.mv_size < SNAP_HDR or p[4] != 1 or v.mv_size != SNAP_HDR + af_get_u32le(p + 24)
-                    or af_crc32c(0, p + 4, v.mv_size - 4) != af_get_u32le(p)):
+                    or af_crc32c(0, p + 4, v.mv_size - 4) != af_get_u32le(p)
+                    or p[5] & ~FLAG_RAW or af_get_u16le(p + 6) != 0 or <int64_t>af_get_u64le(p + 8) < 1
+                    or af_get_u64le(p + 8) != af_get_u64be(<const unsigned char *>k.mv_data + n + 1)):
                 raise CorruptRecordError(f"snapshot of actor {actor_id!r} is damaged")
             return (<long long>af_get_u64le(p + 8), <long long>af_get_u64le(p + 16),
                     PyBytes_FromStringAndSize(<const char *>p + SNAP_HDR, v.mv_size - SNAP_HDR),
@@ -1204,5 +1214,8 @@ cdef object _take_buf(af_buf *b):
 
 cdef list _interned(af_intern *t):
     cdef const uint64_t *offs = <const uint64_t *>t.offsets.data
-    return [PyUnicode_DecodeUTF8(<const char *>t.bytes.data + offs[i], offs[i + 1] - offs[i], NULL)
-            for i in range(t.count)]
+    try:
+        return [PyUnicode_DecodeUTF8(<const char *>t.bytes.data + offs[i], offs[i + 1] - offs[i], NULL)
+                for i in range(t.count)]
+    except UnicodeDecodeError as e:
+        raise CorruptRecordError(f"record text is not UTF-8 ({e.reason})") from None
