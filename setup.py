@@ -63,13 +63,14 @@ multiarch = [f"/usr/lib/{t}" for t in ("x86_64-linux-gnu", "aarch64-linux-gnu")]
 static = static_lib_links(lib_dirs + multiarch + ["/usr/lib", "/usr/local/lib"])
 extra_objects, libraries = ([static], []) if static else ([], ["lmdb"])
 
-compile_args = ["-O3", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
+warnings = ["-Wall", "-Wextra"]    # our code builds without warnings (tests/test_compiler_warnings.py)
+compile_args = ["-O3", *warnings]
 link_args = []
 if os.environ.get("AETHER_DEBUG"):
-    compile_args = ["-O0", "-g", "-Wall"]
+    compile_args = ["-O0", "-g", *warnings]
 if os.environ.get("AETHER_SANITIZE"):
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
-    compile_args = ["-O1", "-g", *san]
+    compile_args = ["-O1", "-g", *warnings, *san]
     link_args = san
 
 extension = Extension(
