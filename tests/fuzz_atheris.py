@@ -3,8 +3,9 @@
 Not part of the test suite (pytest collects only ``test_*.py``); run it by hand:
 
     pip install -e ".[fuzz]"
-    python tests/fuzz_atheris.py -max_total_time=300          # libFuzzer options
-    python tests/fuzz_atheris.py crash-<hash>                  # replay one input
+    mkdir -p /tmp/aether-corpus    # an empty corpus directory is seeded with real records
+    python tests/fuzz_atheris.py -max_total_time=300 /tmp/aether-corpus   # libFuzzer options
+    python tests/fuzz_atheris.py crash-<hash>                             # replay one input
 
 The first input byte picks the target, the rest is the hostile input:
 
@@ -22,6 +23,7 @@ Python side and the outcome checks do the rest.
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 
@@ -41,6 +43,7 @@ def _seal(body: bytes) -> bytes:
     return struct.pack("<I", _native.crc32c(body)) + body
 
 
+@atheris.instrument_func
 def _check_record(record: bytes) -> None:
     try:
         event = _native.decode_record(record, 1)
@@ -54,6 +57,7 @@ def _check_record(record: bytes) -> None:
     assert isinstance(data, bytes if event.is_bytes else dict), f"data of a decoded event is a {type(data).__name__}"
 
 
+@atheris.instrument_func
 def one_input(data: bytes) -> None:
     if not data:
         return
@@ -80,6 +84,19 @@ def one_input(data: bytes) -> None:
         assert isinstance(snapshot.state, dict), "a snapshot's JSON state decoded to a non-dict"
 
 
+def seed_corpus(directory: str) -> None:
+    """Give an empty corpus directory one real input per target, to start from whole records."""
+    if os.path.isdir(directory) and not os.listdir(directory):
+        seeds = [b"\0" + SAMPLE, b"\1" + SAMPLE, b"\2" + SAMPLE[4:], b"\3" + _native.decode_record(SAMPLE).to_json().encode(),
+                 b"\4" + b'{"state": [1, 2.5, "x"]}']
+        for i, seed in enumerate(seeds):
+            with open(os.path.join(directory, f"seed-{i}"), "wb") as f:
+                f.write(seed)
+
+
 if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        if not arg.startswith("-"):
+            seed_corpus(arg)
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
