@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Durability = Literal["sync", "metasync", "nosync"]
+MAX_RECORD_PART_BYTES = 0xFFFFFFFF    # a record's metadata and payload lengths are 32-bit
 DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
 
 _registry_lock = threading.Lock()
@@ -104,6 +105,10 @@ class LmdbEventStore:
                 raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < 1:
                 raise InvalidInputError(f"{name} must be positive, got {value}")
+        if max_event_bytes > MAX_RECORD_PART_BYTES:
+            raise InvalidInputError(
+                f"max_event_bytes must be at most {MAX_RECORD_PART_BYTES} (4 GiB - 1: the record's "
+                f"32-bit length fields), got {max_event_bytes}")
         self.max_snapshot_bytes = check_max_snapshot_bytes(max_snapshot_bytes)
         self.namespace = validate_namespace(namespace)
         self.durability = durability

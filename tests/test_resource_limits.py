@@ -278,6 +278,14 @@ def test_max_snapshot_bytes_cannot_pass_the_record_format(tmp_path, value):
         LmdbEventStore(tmp_path / "store", max_snapshot_bytes=1.5)
 
 
+def test_max_event_bytes_cannot_pass_the_record_format(tmp_path):
+    """An event's payload and metadata lengths are 32-bit fields: a larger limit would let a
+    4 GiB payload be written with a truncated length, so it is refused."""
+    with pytest.raises(InvalidInputError, match="max_event_bytes must be at most 4294967295"):
+        LmdbEventStore(tmp_path / "store", max_event_bytes=2**32)
+    LmdbEventStore(tmp_path / "store", max_event_bytes=2**32 - 1).close()
+
+
 @pytest.mark.parametrize("when", [datetime(1, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)])
 def test_snapshot_timestamp_out_of_range_is_a_clear_error(small_store, when):
     with pytest.raises(InvalidInputError, match="outside the storable range"):
