@@ -67,13 +67,14 @@ if not static and os.environ.get("AETHER_LMDB_STATIC"):
              "build one with wheels/lmdb_static.sh DEST and set AETHER_LMDB_LIB_DIR=DEST/lib")
 extra_objects, libraries = ([static], []) if static else ([], ["lmdb"])
 
-compile_args = ["-O3", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"]
+warnings = ["-Wall", "-Wextra"]    # our code builds without warnings (tests/test_compiler_warnings.py)
+compile_args = ["-O3", *warnings]
 link_args = []
 if os.environ.get("AETHER_DEBUG"):
-    compile_args = ["-O0", "-g", "-Wall"]
+    compile_args = ["-O0", "-g", *warnings]
 if os.environ.get("AETHER_SANITIZE"):
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
-    compile_args = ["-O1", "-g", *san]
+    compile_args = ["-O1", "-g", *warnings, *san]
     link_args = san
 
 extension = Extension(

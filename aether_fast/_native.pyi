@@ -82,6 +82,7 @@ class NativeEnv:
     forked: bool
     durability: str
     max_namespaces: int
+    max_readers: int
     def __init__(
         self, path: str, *, map_size: int, durability: str, max_namespaces: int, max_readers: int
     ) -> None: ...

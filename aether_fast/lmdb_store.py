@@ -32,6 +32,7 @@ from .model import (
     ReplayResult,
     check_actor_id,
     check_from_version,
+    check_max_snapshot_bytes,
     check_position,
     decode_snapshot,
     encode_snapshot,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Durability = Literal["sync", "metasync", "nosync"]
+MAX_RECORD_PART_BYTES = 0xFFFFFFFF    # a record's metadata and payload lengths are 32-bit
 DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
 
 _registry_lock = threading.Lock()
@@ -69,7 +71,8 @@ class LmdbEventStore:
     transaction larger than the map fails with StoreFullError, so the default is large
     on 64-bit systems. One path
     may hold many namespaces (``max_namespaces``); each is isolated by construction.
-    ``max_event_bytes`` bounds one encoded event.
+    ``max_event_bytes`` bounds one encoded event, ``max_snapshot_bytes`` the encoded state
+    of one snapshot (at most 4 GiB - 1, the record's 32-bit length field).
 
     Group commit (concurrent appends sharing one transaction) closes a group at
     ``group_max`` requests, and under contention waits at most ``group_gather`` seconds
@@ -86,6 +89,7 @@ class LmdbEventStore:
         max_namespaces: int = 64,
         max_readers: int = 126,
         max_event_bytes: int = 16 << 20,
+        max_snapshot_bytes: int = 256 << 20,
         group_max: int = 512,
         group_gather: float = 0.0005,
     ) -> None:
@@ -102,6 +106,11 @@ class LmdbEventStore:
                 raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < 1:
                 raise InvalidInputError(f"{name} must be positive, got {value}")
+        if max_event_bytes > MAX_RECORD_PART_BYTES:
+            raise InvalidInputError(
+                f"max_event_bytes must be at most {MAX_RECORD_PART_BYTES} (4 GiB - 1: the record's "
+                f"32-bit length fields), got {max_event_bytes}")
+        self.max_snapshot_bytes = check_max_snapshot_bytes(max_snapshot_bytes)
         self.namespace = validate_namespace(namespace)
         self.durability = durability
         self.max_event_bytes = max_event_bytes
@@ -235,7 +244,7 @@ class LmdbEventStore:
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         """Store a snapshot; one of the same actor and version is replaced."""
         log = self._live()
-        log.save_snapshot(*encode_snapshot(snapshot))
+        log.save_snapshot(*encode_snapshot(snapshot, self.max_snapshot_bytes))
 
     def sync(self) -> None:
         """Flush everything to disk (for the 'metasync' and 'nosync' modes)."""
@@ -340,7 +349,9 @@ class LmdbEventStore:
         return {**self._env.info(), "namespaces": self._env.namespaces(), "path": self.path}
 
 
-def _replay_error(position: int, raw: bytes, problem: str) -> ReplayError:
+def _replay_error(position: int, raw: bytes, problem: str | CorruptRecordError) -> ReplayError:
+    if isinstance(problem, CorruptRecordError):     # raised by the decoder, position included
+        return ReplayError(position, raw, problem)
     return ReplayError(position, raw, CorruptRecordError(problem, position))
 
 

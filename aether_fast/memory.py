@@ -25,6 +25,7 @@ from .model import (
     ReplayResult,
     check_actor_id,
     check_from_version,
+    check_max_snapshot_bytes,
     check_position,
     decode_snapshot,
     encode_snapshot,
@@ -41,9 +42,11 @@ if TYPE_CHECKING:
 class InMemoryEventStore:
     """Events in Python lists, guarded by one lock. Nothing survives the process."""
 
-    def __init__(self, *, namespace: str = DEFAULT_NAMESPACE, max_event_bytes: int = 16 << 20) -> None:
+    def __init__(self, *, namespace: str = DEFAULT_NAMESPACE, max_event_bytes: int = 16 << 20,
+                 max_snapshot_bytes: int = 256 << 20) -> None:
         self.namespace = validate_namespace(namespace)
         self.max_event_bytes = max_event_bytes
+        self.max_snapshot_bytes = check_max_snapshot_bytes(max_snapshot_bytes)
         self._lock = threading.RLock()
         self._log: list[Event] = []
         self._actors: dict[str, list[Event]] = {}
@@ -177,7 +180,7 @@ class InMemoryEventStore:
 
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         self._check_open()
-        actor_id, version, ts_ns, state, raw = encode_snapshot(snapshot)
+        actor_id, version, ts_ns, state, raw = encode_snapshot(snapshot, self.max_snapshot_bytes)
         with self._lock:
             self._snapshots.setdefault(actor_id, {})[version] = (version, ts_ns, state, raw)
 

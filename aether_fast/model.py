@@ -143,8 +143,24 @@ def check_position(value: object, name: str) -> int:
     return value
 
 
-def encode_snapshot(snapshot: object) -> tuple[str, int, int, bytes, bool]:
-    """Validate a snapshot: ``(actor_id, version, timestamp_ns, state bytes, is_bytes)``."""
+MAX_SNAPSHOT_STATE_BYTES = 0xFFFFFFFF
+"""The most state a snapshot record can hold: its length field has 32 bits."""
+
+
+def check_max_snapshot_bytes(value: object) -> int:
+    """A store's ``max_snapshot_bytes`` option: an int from 1 to MAX_SNAPSHOT_STATE_BYTES."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"max_snapshot_bytes must be an int, got {type(value).__name__}")
+    if not 1 <= value <= MAX_SNAPSHOT_STATE_BYTES:
+        raise InvalidInputError(
+            f"max_snapshot_bytes must be 1 to {MAX_SNAPSHOT_STATE_BYTES} (4 GiB - 1), got {value}")
+    return value
+
+
+def encode_snapshot(snapshot: object, max_state_bytes: int = MAX_SNAPSHOT_STATE_BYTES
+                    ) -> tuple[str, int, int, bytes, bool]:
+    """Validate a snapshot: ``(actor_id, version, timestamp_ns, state bytes, is_bytes)``;
+    a state over ``max_state_bytes`` (encoded) is refused."""
     if not isinstance(snapshot, ActorSnapshot):
         raise InvalidTypeError(f"expected an ActorSnapshot, got {type(snapshot).__name__}")
     actor_id = check_actor_id(snapshot.actor_id)
@@ -154,16 +170,32 @@ def encode_snapshot(snapshot: object) -> tuple[str, int, int, bytes, bool]:
         raise InvalidInputError(f"snapshot timestamp must be a timezone-aware datetime, got {ts!r}")
     delta = ts - _EPOCH
     ts_ns = (delta.days * 86400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-    if isinstance(snapshot.state, (bytes, bytearray, memoryview)):
-        return actor_id, version, ts_ns, bytes(snapshot.state), True
-    return actor_id, version, ts_ns, encode_json(snapshot.state), False
+    if not -(2**63) <= ts_ns < 2**63:
+        raise InvalidInputError(
+            f"snapshot timestamp {ts.isoformat()} is outside the storable range (years 1677 to 2262)")
+    raw = isinstance(snapshot.state, (bytes, bytearray, memoryview))
+    state = bytes(snapshot.state) if raw else encode_json(snapshot.state)
+    if len(state) > max_state_bytes:
+        raise InvalidInputError(
+            f"snapshot of actor {actor_id!r} version {version} has {len(state)} bytes of state, "
+            f"over the store's max_snapshot_bytes={max_state_bytes}")
+    return actor_id, version, ts_ns, state, raw
 
 
 def decode_snapshot(actor_id: str, version: int, ts_ns: int, state: bytes, raw: bool) -> ActorSnapshot:
+    """The snapshot of stored parts; a JSON state that is not a JSON object is corrupt."""
+    if not raw:
+        try:
+            decoded = orjson.loads(state)
+        except orjson.JSONDecodeError as e:
+            raise CorruptRecordError(f"snapshot of actor {actor_id!r} is damaged: state is not JSON ({e})") from None
+        if not isinstance(decoded, dict):
+            raise CorruptRecordError(f"snapshot of actor {actor_id!r} is damaged: state is not a JSON object")
+        state = decoded
     return ActorSnapshot(
         actor_id=actor_id,
         version=version,
-        state=state if raw else orjson.loads(state),
+        state=state,
         timestamp=_EPOCH + timedelta(microseconds=ts_ns // 1000),
     )
 

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInputError, InvalidTypeError
+from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError
 from .model import Event, check_position
 
 if TYPE_CHECKING:
@@ -98,7 +98,12 @@ class Subscription:
 
     def _fill(self) -> bool:
         """Read one chunk into the buffer; False when caught up (nothing new)."""
-        chunk = self._read_range(self._read_position, _CHUNK)
+        try:
+            chunk = self._read_range(self._read_position, _CHUNK)
+        except CorruptRecordError as e:   # deliver what precedes the damage; the next read raises
+            if e.position is None or e.position <= self._read_position:
+                raise
+            chunk = self._read_range(self._read_position, e.position - self._read_position)
         if not chunk:
             return False
         self._read_position = chunk[-1].position + 1

@@ -105,12 +105,26 @@ cdef int rec_check(const unsigned char *p, size_t n) noexcept nogil:
         return 4
     if af_crc32c(0, p + 4, n - 4) != af_get_u32le(p):
         return 5
+    if not rec_fields_valid(p):
+        return 6
     return 0
+
+
+cdef inline bint rec_fields_valid(const unsigned char *p) noexcept nogil:
+    """The header holds only what an Event can be: version >= 1, non-empty texts within
+    their limits, a command id exactly when flagged, the reserved field 0."""
+    cdef uint16_t typ_n = af_get_u16le(p + 6), id_n = af_get_u16le(p + 24)
+    cdef uint16_t actor_n = af_get_u16le(p + 26), cmd_n = af_get_u16le(p + 28)
+    cdef bint has_cmd = (p[5] & FLAG_CMD) != 0
+    return (<int64_t>af_get_u64le(p + 8) >= 1 and af_get_u16le(p + 30) == 0
+            and 1 <= id_n <= _MAX_ID and 1 <= actor_n <= _MAX_ID and 1 <= typ_n <= _MAX_TYPE
+            and (1 <= cmd_n <= _MAX_ID if has_cmd else cmd_n == 0))
 
 
 cdef str rec_problem(int code):
     return ("", "record shorter than its header", "unknown record format", "unknown record flags",
-            "record length disagrees with its header", "checksum mismatch")[code]
+            "record length disagrees with its header", "checksum mismatch",
+            "record header fields out of range")[code]
 
 
 cdef inline str _text(const unsigned char *q, size_t n, str previous):
@@ -142,6 +156,7 @@ cdef Event _rec_decode(const unsigned char *p, size_t n, long long position, Eve
     cdef const unsigned char *q = p + HDR
     cdef const unsigned char *end
     cdef size_t kn, vn
+    cdef Py_ssize_t entries = 0
     ev.version = <long long>af_get_u64le(p + 8)
     ev.timestamp_ns = <long long>af_get_u64le(p + 16)
     ev.id = PyUnicode_DecodeUTF8(<const char *>q, id_n, NULL); q += id_n
@@ -167,6 +182,9 @@ cdef Event _rec_decode(const unsigned char *p, size_t n, long long position, Eve
         ev._metadata[PyUnicode_DecodeUTF8(<const char *>q + 4, kn, NULL)] = \
             PyUnicode_DecodeUTF8(<const char *>q + 8 + kn, vn, NULL)
         q += 8 + kn + vn
+        entries += 1
+    if entries != len(ev._metadata):
+        raise CorruptRecordError("metadata repeats a key", position)
     ev._payload = PyBytes_FromStringAndSize(<const char *>q, data_n)
     ev._raw = (p[5] & FLAG_RAW) != 0
     ev._position = position

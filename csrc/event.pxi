@@ -351,7 +351,14 @@ cdef class Event:
         event cannot be changed through it), or the raw bytes."""
         if self._raw:
             return self._payload
-        return _orjson.loads(self._payload)
+        try:
+            data = _orjson.loads(self._payload)
+        except _orjson.JSONDecodeError as e:
+            data = e
+        if type(data) is not dict:   # only a damaged or foreign record holds such a payload
+            raise CorruptRecordError(f"stored data is not a JSON object: {_short_repr(data)}",
+                                     self._position or None)
+        return data
 
     @property
     def metadata(self):

@@ -51,7 +51,19 @@ cdef int raise_lmdb(int rc, str what) except -1:
         raise StorageError(msg + " (too many namespaces: raise max_namespaces)", rc)
     if rc == MDB_READERS_FULL:
         raise StorageError(msg + " (too many concurrent readers: raise max_readers)", rc)
+    if rc == ENOSPC or rc == EDQUOT:
+        raise StoreFullError(msg + " (the file system is full: free space, then retry; "
+                             "nothing of this write was kept)", rc)
     raise StorageError(msg, rc)
+
+
+cdef bint _file_system_full(str path):
+    """True when the file system holding ``path`` has less than 1 MiB left for writes."""
+    try:
+        st = _os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (1 << 20)
 
 
 cdef inline size_t pack_actor_key(unsigned char *key, const char *actor, Py_ssize_t n,
@@ -78,6 +90,7 @@ cdef class NativeEnv:
     cdef MDB_dbi meta
     cdef dict dbis
     cdef readonly unsigned int max_namespaces
+    cdef readonly unsigned int max_readers
     cdef object __weakref__
 
     def __cinit__(self):
@@ -94,6 +107,7 @@ cdef class NativeEnv:
         cdef MDB_val k, v
         cdef MDB_stat st
         cdef MDB_dbi main
+        cdef int dead = 0
         self.path = path
         self.durability = durability
         self.dbis = {}
@@ -111,6 +125,8 @@ cdef class NativeEnv:
             mdb_env_close(self.env)
             self.env = NULL
             raise_lmdb(rc, f"open of {path!r}")
+        mdb_env_get_maxreaders(self.env, &self.max_readers)   # the lock file's, if it existed
+        mdb_reader_check(self.env, &dead)     # reader slots left by processes that were killed
         self.closed = False
         _all_envs.add(self)
         try:
@@ -182,7 +198,8 @@ cdef class NativeEnv:
         return 0
 
     cdef int _begin(self, MDB_txn **txn, unsigned int flags) except -1:
-        cdef int rc
+        cdef int rc, dead = 0
+        cdef bint checked = False
         while True:
             self.check()
             if self.resizing:
@@ -195,8 +212,18 @@ cdef class NativeEnv:
                 self.active -= 1
                 self._grow(0)
                 continue
+            if rc == MDB_READERS_FULL and not checked:   # free the slots of dead processes, retry
+                self.active -= 1
+                checked = True
+                mdb_reader_check(self.env, &dead)
+                continue
             if rc:
                 self.active -= 1
+                if rc == MDB_READERS_FULL:
+                    raise StorageError(
+                        f"store at {self.path!r}: all {self.max_readers} reader slots are taken (threads and "
+                        "processes reading it); open it with a larger max_readers (applies when no "
+                        "process has it open)", rc)
                 raise_lmdb(rc, "begin transaction")
             return 0
 
@@ -205,6 +232,8 @@ cdef class NativeEnv:
         with nogil:
             rc = mdb_txn_commit(txn)
         self.active -= 1
+        if rc == EIO and _file_system_full(self.path):   # LMDB's word for a write cut short
+            rc = ENOSPC
         if rc:
             raise_lmdb(rc, "commit")
         return 0
@@ -770,7 +799,8 @@ cdef class NativeLog:
             except CorruptRecordError as e:
                 if errors is None:
                     raise
-                problem = e.args[0]
+                errors.append((pos, PyBytes_FromStringAndSize(<const char *>rec, n), e))
+                return 0
         if errors is None:
             raise CorruptRecordError(problem, pos)
         else:
@@ -980,6 +1010,11 @@ cdef class NativeLog:
                     code = rec_check(rec, rn)
                     if code:
                         break
+                    if by_actor and (af_get_u16le(rec + 26) != n
+                                     or memcmp(rec + HDR + af_get_u16le(rec + 24) + af_get_u16le(rec + 6), a, n) != 0
+                                     or af_get_u64le(rec + 8) != af_get_u64be(<unsigned char *>k.mv_data + n + 1)):
+                        code = 8
+                        break
                     skip = HDR + af_get_u16le(rec + 24)
                     code64 = af_intern_code(&types, rec + skip, af_get_u16le(rec + 6))
                     c32 = <uint32_t>code64
@@ -1013,6 +1048,8 @@ cdef class NativeLog:
                 raise CorruptRecordError("index points at a missing record", pos)
             if code == 7:
                 raise CorruptRecordError(f"an index entry of actor {actor_id!r} is damaged")
+            if code == 8:
+                raise CorruptRecordError("record disagrees with the actor index", pos)
             if code:
                 raise CorruptRecordError(rec_problem(code), pos)
             if rc != 0 and rc != MDB_NOTFOUND:
@@ -1120,7 +1157,9 @@ cdef class NativeLog:
                 return None
             p = <const unsigned char *>v.mv_data
             if (v.mv_size < SNAP_HDR or p[4] != 1 or v.mv_size != SNAP_HDR + af_get_u32le(p + 24)
-                    or af_crc32c(0, p + 4, v.mv_size - 4) != af_get_u32le(p)):
+                    or af_crc32c(0, p + 4, v.mv_size - 4) != af_get_u32le(p)
+                    or p[5] & ~FLAG_RAW or af_get_u16le(p + 6) != 0 or <int64_t>af_get_u64le(p + 8) < 1
+                    or af_get_u64le(p + 8) != af_get_u64be(<const unsigned char *>k.mv_data + n + 1)):
                 raise CorruptRecordError(f"snapshot of actor {actor_id!r} is damaged")
             return (<long long>af_get_u64le(p + 8), <long long>af_get_u64le(p + 16),
                     PyBytes_FromStringAndSize(<const char *>p + SNAP_HDR, v.mv_size - SNAP_HDR),
@@ -1260,5 +1299,8 @@ cdef object _take_buf(af_buf *b):
 
 cdef list _interned(af_intern *t):
     cdef const uint64_t *offs = <const uint64_t *>t.offsets.data
-    return [PyUnicode_DecodeUTF8(<const char *>t.bytes.data + offs[i], offs[i + 1] - offs[i], NULL)
-            for i in range(t.count)]
+    try:
+        return [PyUnicode_DecodeUTF8(<const char *>t.bytes.data + offs[i], offs[i + 1] - offs[i], NULL)
+                for i in range(t.count)]
+    except UnicodeDecodeError as e:
+        raise CorruptRecordError(f"record text is not UTF-8 ({e.reason})") from None
