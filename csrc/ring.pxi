@@ -49,7 +49,7 @@ class EmptyRingError(AetherError, LookupError):
 
 
 cdef enum:
-    _RING_CHUNK = 1024       # keys gathered with the GIL, then hashed and looked up without it
+    _RING_CHUNK = 256        # keys gathered with the GIL (their objects stay in L1), then hashed without it
     _RING_MAX_BITS = 20
     _RING_BUCKETS_PER_POINT = 2
     _RING_PREFETCH = 16      # keys ahead whose object is fetched into the cache during the gather
