@@ -41,6 +41,7 @@ from .model import (
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
 from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
+from .ring import EmptyRingError, HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
 from .subscription import Subscription
 
 __version__ = "0.1.0"
@@ -59,11 +60,13 @@ __all__ = [
     "ColumnarEvents",
     "CorruptRecordError",
     "Durability",
+    "EmptyRingError",
     "Event",
     "EventBus",
     "EventStore",
     "EventStored",
     "ExpectedVersion",
+    "HashRing",
     "InMemoryEventStore",
     "IncompatibleFormatError",
     "InvalidInputError",
@@ -71,10 +74,13 @@ __all__ = [
     "InvalidTypeError",
     "LmdbEventStore",
     "NotifyingStore",
+    "PlacementStrategy",
     "PublishTimeoutError",
     "ReceiveTimeoutError",
     "ReplayError",
     "ReplayResult",
+    "RingPlacement",
+    "ShardMap",
     "SnapshotStore",
     "StorageError",
     "StoreAlreadyOpenError",
@@ -85,6 +91,7 @@ __all__ = [
     "Subscription",
     "VersionConflict",
     "VersionConflictError",
+    "shard_for",
     "validate_actor_pattern",
     "validate_namespace",
     "validate_namespace_pattern",
