@@ -1,0 +1,811 @@
+"""The JetStream event store: events kept and replicated by a NATS JetStream cluster.
+
+Layout (Aether's): one stream per namespace, named ``<namespace>_<stream>`` after
+sanitising (``tenant-a`` + ``events`` -> ``tenant_a_events``), with one subject per actor,
+``<subject_prefix>.<stream name>.<actor token>``. Actor ids made only of ASCII letters,
+digits, ``_`` and ``-`` are their own token; any other id is the token ``~`` + its UTF-8
+bytes in unpadded base64url (:func:`actor_token` / :func:`actor_from_token`). A message is
+the event's native record (the LMDB store's checksummed format); its stream sequence is
+the event's global position, gapless from 1. Snapshots live in a second stream,
+``<stream name>_snapshots``, one subject per actor holding its latest snapshot.
+
+Concurrency is enforced by the server: every write carries
+``Nats-Expected-Last-Subject-Sequence`` (the sequence of the actor's last message), so two
+writers racing on one actor cannot both win, in any number of processes. The last
+sequence and version of each actor this store wrote or read are kept as a hint; a stale
+hint costs one more round trip (the server refuses, the store reads the actor's last
+message and checks again), never a wrong answer. ``Nats-Msg-Id`` is the event id, so a
+resent publish is not stored twice; a resent ``append`` whose events are already stored
+at those versions returns their positions (an idempotent retry).
+
+A multi-event ``append`` is one atomic batch (ADR-50, nats-server 2.12+: headers
+``Nats-Batch-Id``, ``Nats-Batch-Sequence``, ``Nats-Batch-Commit``, stream option
+``allow_atomic``): all its events are stored or none. Where the server or the stream does
+not allow atomic batches, a multi-event append raises :class:`AtomicBatchUnsupportedError`
+before sending anything. A batch holds at most 1000 events (the server's limit).
+
+Durability: JetStream acknowledges a write once it is in the stream's store on a quorum
+of replicas, but by default it flushes to disk only every ``sync_interval`` (2 minutes,
+server option ``jetstream { sync_interval: ... }``), not per message. With one replica a
+machine crash (not a process crash) can lose acknowledged events; use ``replicas=3`` (the
+quorum survives one machine) and/or start the servers with ``sync_interval: always``
+(fsync every write, slower) for LMDB-``"sync"``-like durability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import re
+import struct
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from ._native import decode_record, encode_record
+from .errors import (
+    AetherError,
+    CorruptRecordError,
+    InvalidInputError,
+    InvalidTypeError,
+    StorageError,
+    StoreClosedError,
+    VersionConflictError,
+)
+from .memory import _pack
+from .model import (
+    EXPECT_NAMES,
+    ActorSnapshot,
+    ColumnarEvents,
+    Event,
+    ExpectedVersion,
+    ReplayError,
+    ReplayResult,
+    check_actor_id,
+    check_from_version,
+    check_position,
+    decode_snapshot,
+    encode_snapshot,
+    parse_expected_version,
+)
+from .namespace import DEFAULT_NAMESPACE, validate_namespace
+from .notifications import EventStored
+from .subscription import CommitNotifier, Subscription
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from typing_extensions import Self
+
+YEAR_SECONDS = 365 * 24 * 3600.0
+MAX_BATCH = 1000                  # the server's atomic batch limit
+_CHUNK = 1024                     # messages per batched direct get
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+_STREAM_CHARS = re.compile(r"[^A-Za-z0-9_]")
+_WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
+_ERR_WRONG_LAST_SEQUENCE = 10071
+_ERR_BATCH_DISABLED = 10174
+_SNAP_HEADER = struct.Struct("<qqB")
+_TRANSIENT_STATUS = {503}
+
+
+class AtomicBatchUnsupportedError(StorageError):
+    """The server or stream cannot store a batch atomically; nothing of the batch was sent."""
+
+
+@dataclass(frozen=True)
+class JetStreamConfig:
+    """Stream settings, with Aether's defaults: file storage, one replica, one year.
+
+    ``max_age`` (seconds, 0 = forever), ``max_bytes`` and ``max_msgs`` (-1 = unlimited)
+    are the stream's retention limits; ``duplicate_window`` (seconds) how long the server
+    remembers message ids; ``timeout`` bounds one request and ``retry_for`` how long a
+    write or read is retried through timeouts and leader elections."""
+
+    stream: str = "events"
+    subject_prefix: str = "aether.store"
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = 1
+    max_age: float = YEAR_SECONDS
+    max_bytes: int = -1
+    max_msgs: int = -1
+    duplicate_window: float = 120.0
+    timeout: float = 5.0
+    retry_for: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.storage not in ("file", "memory"):
+            raise InvalidInputError(f"storage must be 'file' or 'memory', got {self.storage!r}")
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or not 1 <= self.replicas <= 5:
+            raise InvalidInputError(f"replicas must be an int from 1 to 5, got {self.replicas!r}")
+        if not isinstance(self.stream, str) or not _SAFE_TOKEN.fullmatch(self.stream):
+            raise InvalidInputError(f"stream must be ASCII letters, digits, '_' or '-', got {self.stream!r}")
+        if not isinstance(self.subject_prefix, str) or not re.fullmatch(
+                r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", self.subject_prefix):
+            raise InvalidInputError(f"subject_prefix must be dot-separated tokens, got {self.subject_prefix!r}")
+        for name in ("max_age", "duplicate_window", "timeout", "retry_for"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise InvalidInputError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        for name in ("max_bytes", "max_msgs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < -1 or value == 0:
+                raise InvalidInputError(f"{name} must be a positive int or -1 (unlimited), got {value!r}")
+
+
+def stream_name(namespace: str, stream: str = "events") -> str:
+    """Aether's stream name for a namespace: ``<namespace>_<stream>`` with every character
+    other than ASCII letters, digits and ``_`` replaced by ``_``."""
+    return _STREAM_CHARS.sub("_", f"{validate_namespace(namespace)}_{stream}")
+
+
+def actor_token(actor_id: str) -> str:
+    """The subject token of an actor id (reversible, see :func:`actor_from_token`)."""
+    if _SAFE_TOKEN.fullmatch(actor_id):
+        return actor_id
+    return "~" + base64.urlsafe_b64encode(actor_id.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def actor_from_token(token: str) -> str:
+    """The actor id of a subject token made by :func:`actor_token`."""
+    if not token.startswith("~"):
+        return token
+    body = token[1:]
+    return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+
+
+def _nanos(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
+
+
+class _Transient(Exception):
+    """A request failed in a way worth retrying (timeout, no responders, no leader)."""
+
+
+class JetStreamEventStore:
+    """The async event store over JetStream; open it with :meth:`open`.
+
+    ``store = await JetStreamEventStore.open("nats://127.0.0.1:4222", namespace="tenant-a")``
+    (a URL, a list of URLs, or a connected ``nats.aio.client.Client``, which the store then
+    does not close). Every method of the EventStore and SnapshotStore protocols is a
+    coroutine here, except ``read_all`` (an async iterator, arguments checked at the call)
+    and ``close``/``closed``. ``bus``: an object with ``publish(namespace, event)`` (sync or
+    async), given an ``EventStored`` notice after each stored event.
+    """
+
+    def __init__(self, nc: Client, config: JetStreamConfig, namespace: str, *, owns_connection: bool,
+                 bus: Any = None) -> None:
+        self._nc = nc
+        self.config = config
+        self.namespace = namespace
+        self.stream = stream_name(namespace, config.stream)
+        self.snapshot_stream = f"{self.stream}_snapshots"
+        self._subject_base = f"{config.subject_prefix}.{self.stream}."
+        self._snap_base = f"{config.subject_prefix}.{self.snapshot_stream}."
+        self._owns = owns_connection
+        self._bus = bus
+        self._tips: dict[str, tuple[int, int]] = {}      # actor -> (last sequence, version): a hint
+        self.atomic_batches = False
+        self.max_event_bytes = int(nc.max_payload)
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, servers: str | list[str] | Client, *, namespace: str = DEFAULT_NAMESPACE,
+                   config: JetStreamConfig | None = None, bus: Any = None, **connect_options: Any) -> Self:
+        """Connect (unless given a client), create the namespace's streams if missing, and
+        check that an existing stream belongs to this namespace."""
+        import nats
+
+        namespace = validate_namespace(namespace)
+        config = JetStreamConfig() if config is None else config
+        if not isinstance(config, JetStreamConfig):
+            raise InvalidTypeError(f"config must be a JetStreamConfig, got {type(config).__name__}")
+        if isinstance(servers, (str, list)):
+            options = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2, **connect_options}
+            nc = await nats.connect(servers, **options)
+            owns = True
+        else:
+            nc, owns = servers, False
+        store = cls(nc, config, namespace, owns_connection=owns, bus=bus)
+        try:
+            await store._ensure_streams()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _ensure_streams(self) -> None:
+        cfg = self.config
+        common = {"storage": cfg.storage, "num_replicas": cfg.replicas, "retention": "limits",
+                  "discard": "old", "allow_direct": True, "metadata": {"aether_namespace": self.namespace}}
+        events = {**common, "name": self.stream, "subjects": [self._subject_base + "*"],
+                  "max_age": _nanos(cfg.max_age), "max_bytes": cfg.max_bytes, "max_msgs": cfg.max_msgs,
+                  "duplicate_window": _nanos(cfg.duplicate_window) or _nanos(120.0),
+                  "allow_atomic": _server_supports_batches(self._nc)}
+        snapshots = {**common, "name": self.snapshot_stream, "subjects": [self._snap_base + "*"],
+                     "max_msgs_per_subject": 1}
+        info = await self._ensure_stream(events)
+        await self._ensure_stream(snapshots)
+        self.atomic_batches = bool(info["config"].get("allow_atomic")) and _server_supports_batches(self._nc)
+
+    async def _ensure_stream(self, config: dict) -> dict:
+        name = config["name"]
+        reply = await self._api(f"$JS.API.STREAM.INFO.{name}", b"", allow_error=True)
+        if "error" in reply:
+            if reply["error"].get("code") != 404:
+                raise StorageError(f"stream {name!r}: {reply['error'].get('description')}",
+                                   reply["error"].get("err_code", 0))
+            reply = await self._api(f"$JS.API.STREAM.CREATE.{name}", orjson.dumps(config), allow_error=True)
+            if "error" in reply and reply["error"].get("err_code") == 10058:   # created meanwhile
+                reply = await self._api(f"$JS.API.STREAM.INFO.{name}", b"")
+            elif "error" in reply:
+                raise StorageError(f"cannot create stream {name!r}: {reply['error'].get('description')}",
+                                   reply["error"].get("err_code", 0))
+        owner = (reply["config"].get("metadata") or {}).get("aether_namespace")
+        if owner != self.namespace:
+            raise InvalidInputError(
+                f"stream {name!r} belongs to namespace {owner!r}, not {self.namespace!r} "
+                "(namespaces that differ only in '.'/'-' vs '_' share a stream name; pick another)")
+        return reply
+
+    async def close(self) -> None:
+        """Close the store (idempotent); closes the connection if the store opened it."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns and not self._nc.is_closed:
+            await self._nc.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"JetStreamEventStore(stream={self.stream!r}, namespace={self.namespace!r}" + (
+            ", closed)" if self._closed else ")")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"JetStream store of namespace {self.namespace!r} is closed")
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> Any:
+        """One request with the store's timeout; transient failures raise _Transient."""
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeout
+
+        try:
+            return await self._nc.request(subject, payload, timeout=self.config.timeout, headers=headers)
+        except (NatsTimeout, NoRespondersError, asyncio.TimeoutError) as err:
+            raise _Transient(f"{type(err).__name__} on {subject}") from err
+
+    async def _retrying(self, attempt: Any) -> Any:
+        """Run ``attempt()`` until it does not raise _Transient, for at most ``retry_for`` s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.retry_for
+        delay = 0.05
+        while True:
+            self._check_open()
+            try:
+                return await attempt()
+            except _Transient as err:
+                if loop.time() + delay > deadline:
+                    raise StorageError(f"JetStream did not answer within {self.config.retry_for} s: {err}") from err
+            await asyncio.sleep(delay)     # a retry backoff, bounded by the deadline
+            delay = min(delay * 2, 1.0)
+
+    async def _api(self, subject: str, payload: bytes, *, allow_error: bool = False) -> dict:
+        async def attempt() -> dict:
+            reply = orjson.loads((await self._request(subject, payload)).data)
+            error = reply.get("error")
+            if error and (error.get("code") in _TRANSIENT_STATUS or error.get("err_code") == 10008):
+                raise _Transient(error.get("description", "unavailable"))
+            if error and not allow_error:
+                raise StorageError(f"{subject}: {error.get('description')}", error.get("err_code", 0))
+            return reply
+        return await self._retrying(attempt)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def save_event(self, event: Event) -> int:
+        """Store one event; its version must exceed the actor's latest (else
+        VersionConflictError). Re-saving a stored event returns its position."""
+        if not isinstance(event, Event):
+            raise InvalidTypeError(f"expected an Event, got {type(event).__name__}: {event!r:.80}")
+        self._check_open()
+        return (await self._write(event.actor_id, [event], 0, 0))[0]
+
+    async def append(self, actor_id: str, events: Sequence[Event], *,
+                     expected_version: ExpectedVersion = "any") -> list[int]:
+        """Store one actor's events atomically (one batch); returns their positions.
+
+        Same contract as ``LmdbEventStore.append``: versions strictly increase and exceed
+        the actor's latest, ``expected_version`` checks that latest, a resent batch returns
+        its original positions, and a failed check writes nothing."""
+        self._check_open()
+        check_actor_id(actor_id)
+        kind, expected = parse_expected_version(expected_version)
+        if isinstance(events, (str, bytes, Event)) or not isinstance(events, Sequence):
+            raise InvalidTypeError(f"events must be a sequence of Event, got {type(events).__name__}")
+        events = list(events)
+        for i, ev in enumerate(events):
+            if not isinstance(ev, Event):
+                raise InvalidTypeError(f"events[{i}] is a {type(ev).__name__}, not an Event")
+            if ev.actor_id != actor_id:
+                raise InvalidInputError(f"events[{i}] is for actor {ev.actor_id!r}, but the batch is for {actor_id!r}")
+            if i and ev.version <= events[i - 1].version:
+                raise InvalidInputError(
+                    f"versions must strictly increase within a batch: events[{i}] has version "
+                    f"{ev.version} after {events[i - 1].version}")
+        if len(events) > MAX_BATCH:
+            raise InvalidInputError(f"a JetStream batch holds at most {MAX_BATCH} events, got {len(events)}")
+        return await self._write(actor_id, events, kind, expected) if events else []
+
+    async def _write(self, actor_id: str, events: list[Event], kind: int, expected: int) -> list[int]:
+        records = [encode_record(ev) for ev in events]
+        for ev, rec in zip(events, records):
+            if len(rec) > self.max_event_bytes:
+                raise InvalidInputError(
+                    f"event {ev.id!r} encodes to {len(rec)} bytes, over the server's max_payload "
+                    f"of {self.max_event_bytes}")
+        if len(events) > 1 and not self.atomic_batches:
+            raise AtomicBatchUnsupportedError(
+                f"stream {self.stream!r} does not allow atomic batch publish (needs nats-server 2.12+ and "
+                "allow_atomic on the stream): a multi-event append would not be atomic, so nothing was sent")
+        subject = self._subject_base + actor_token(actor_id)
+        first = events[0]
+        tip = self._tips.get(actor_id, (0, 0))    # a hint: the server checks it
+        fresh = False
+        for _ in range(1000):
+            seq, latest = tip
+            failed = first.version <= latest or (kind == 1 and latest) or (kind == 2 and not latest) or (
+                kind == 3 and latest != expected)
+            if failed:
+                if not fresh:
+                    tip, fresh = await self._fetch_tip(actor_id), True
+                    continue
+                if first.version <= latest:
+                    stored = await self._stored_positions(actor_id, events)
+                    if stored is not None:
+                        return stored
+                    raise VersionConflictError(actor_id, latest, first.version, None if kind == 0 else (
+                        expected if kind == 3 else EXPECT_NAMES[kind]))
+                raise VersionConflictError(actor_id, latest, first.version,
+                                           expected if kind == 3 else EXPECT_NAMES[kind])
+            ack = await self._retrying(lambda s=seq: self._publish(subject, events, records, s))
+            error = ack.get("error")
+            if error is None:
+                last = ack["seq"]
+                self._tips[actor_id] = (last, events[-1].version)
+                positions = list(range(last - len(events) + 1, last + 1))
+                await self._notify(events, positions)
+                return positions
+            if error.get("err_code") == _ERR_WRONG_LAST_SEQUENCE:
+                tip, fresh = await self._fetch_tip(actor_id), True
+                continue
+            if error.get("err_code") == _ERR_BATCH_DISABLED:
+                self.atomic_batches = False
+                raise AtomicBatchUnsupportedError(f"stream {self.stream!r}: {error.get('description')}; nothing was stored")
+            raise StorageError(f"JetStream refused the write to {subject}: {error.get('description')}",
+                               error.get("err_code", 0))
+        raise StorageError(f"actor {actor_id!r}: no write succeeded after 1000 attempts under contention")
+
+    async def _publish(self, subject: str, events: list[Event], records: list[bytes], seq: int) -> dict:
+        """Publish one event, or the events as one atomic batch; returns the parsed ack."""
+        expect = str(seq)
+        if len(records) == 1:
+            msg = await self._request(subject, records[0], {
+                "Nats-Msg-Id": events[0].id, "Nats-Expected-Last-Subject-Sequence": expect})
+            return orjson.loads(msg.data)
+        batch_id = uuid.uuid4().hex
+        start = asyncio.ensure_future(self._request(subject, records[0], {
+            "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": "1", "Nats-Expected-Last-Subject-Sequence": expect}))
+        try:
+            await asyncio.sleep(0)      # let the first message go out before the rest
+            for i, rec in enumerate(records[1:-1], 2):
+                await self._nc.publish(subject, rec, headers={"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)})
+            commit = await self._request(subject, records[-1], {
+                "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(len(records)), "Nats-Batch-Commit": "1"})
+        finally:
+            started = await asyncio.gather(start, return_exceptions=True)
+        if started and not isinstance(started[0], BaseException) and started[0].data:
+            first = orjson.loads(started[0].data)
+            if first.get("error"):
+                return first
+        return orjson.loads(commit.data)
+
+    async def _notify(self, events: list[Event], positions: list[int]) -> None:
+        if self._bus is None:
+            return
+        for ev, pos in zip(events, positions):
+            result = self._bus.publish(self.namespace, EventStored.notice(ev, pos))
+            if inspect.isawaitable(result):
+                await result
+
+    async def _stored_positions(self, actor_id: str, events: list[Event]) -> list[int] | None:
+        """The positions of ``events`` if each is stored (same id at the same version)."""
+        stored = {e.version: e for e in await self.get_events(actor_id, events[0].version)}
+        out = []
+        for ev in events:
+            found = stored.get(ev.version)
+            if found is None or found.id != ev.id:
+                return None
+            out.append(found.position)
+        return out
+
+    async def save_snapshot(self, snapshot: ActorSnapshot) -> None:
+        """Store a snapshot; it replaces the actor's snapshot unless that one has a higher
+        version (only the latest is kept, so ``get_latest_snapshot`` is one read)."""
+        self._check_open()
+        actor_id, version, ts_ns, state, raw = encode_snapshot(snapshot)
+        subject = self._snap_base + actor_token(actor_id)
+        payload = _SNAP_HEADER.pack(version, ts_ns, raw) + state
+        for _ in range(1000):
+            current = await self._direct_last(self.snapshot_stream, subject)
+            seq = 0
+            if current is not None:
+                seq = int(current.headers["Nats-Sequence"])
+                if _SNAP_HEADER.unpack_from(current.data)[0] > version:
+                    return
+            ack = await self._retrying(lambda s=seq: self._request(
+                subject, payload, {"Nats-Expected-Last-Subject-Sequence": str(s)}))
+            error = orjson.loads(ack.data).get("error")
+            if error is None:
+                return
+            if error.get("err_code") != _ERR_WRONG_LAST_SEQUENCE:
+                raise StorageError(f"JetStream refused the snapshot of {actor_id!r}: {error.get('description')}")
+        raise StorageError(f"snapshot of {actor_id!r}: no write succeeded after 1000 attempts")
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def _direct_last(self, stream: str, subject: str) -> Any:
+        """The last message on ``subject`` (a direct get), or None."""
+        msg = await self._retrying(lambda: self._request(f"$JS.API.DIRECT.GET.{stream}.{subject}", b""))
+        status = msg.headers.get("Status") if msg.headers else None
+        if status == "404":
+            return None
+        if status is not None:
+            raise StorageError(f"direct get of {subject}: status {status} {msg.headers.get('Description', '')}")
+        return msg
+
+    async def _fetch_tip(self, actor_id: str) -> tuple[int, int]:
+        msg = await self._direct_last(self.stream, self._subject_base + actor_token(actor_id))
+        if msg is None:
+            self._tips.pop(actor_id, None)
+            return (0, 0)
+        seq = int(msg.headers["Nats-Sequence"])
+        tip = (seq, decode_record(msg.data, seq).version)
+        self._tips[actor_id] = tip
+        return tip
+
+    async def get_latest_version(self, actor_id: str) -> int:
+        """The actor's latest version, 0 when it has none: one read of its last message."""
+        self._check_open()
+        return (await self._fetch_tip(check_actor_id(actor_id)))[1]
+
+    async def _direct_batch(self, start: int, limit: int, subject: str | None) -> tuple[list[tuple[int, bytes]], int]:
+        """Up to ``limit`` messages from sequence ``start`` (of one subject if given), in
+        order, with the count still pending after them."""
+        request = {"seq": start, "batch": limit}
+        if subject is not None:
+            request["next_by_subj"] = subject
+        payload = orjson.dumps(request)
+
+        async def attempt() -> tuple[list[tuple[int, bytes]], int]:
+            out: list[tuple[int, bytes]] = []
+            done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            async def on_msg(msg: Any) -> None:
+                headers = msg.headers
+                status = headers.get("Status") if headers else None
+                if status is None:
+                    out.append((int(headers["Nats-Sequence"]), msg.data))
+                elif not done.done():
+                    if status == "204":
+                        done.set_result(int(headers.get("Nats-Num-Pending", "0")))
+                    elif status == "404":
+                        done.set_result(0)
+                    else:
+                        done.set_exception(StorageError(f"direct get: status {status} {headers.get('Description', '')}"))
+
+            inbox = self._nc.new_inbox()
+            sub = await self._nc.subscribe(inbox, cb=on_msg)
+            try:
+                await self._nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", payload, reply=inbox)
+                try:
+                    pending = await asyncio.wait_for(done, self.config.timeout)
+                except asyncio.TimeoutError:
+                    raise _Transient(f"direct get from {start} timed out") from None
+            finally:
+                await sub.unsubscribe()
+            return out, pending
+
+        return await self._retrying(attempt)
+
+    async def _actor_records(self, actor_id: str) -> list[tuple[int, bytes]]:
+        subject = self._subject_base + actor_token(actor_id)
+        out: list[tuple[int, bytes]] = []
+        start = 1
+        while True:
+            chunk, pending = await self._direct_batch(start, _CHUNK, subject)
+            out += chunk
+            if not chunk or not pending:
+                return out
+            start = chunk[-1][0] + 1
+
+    async def get_events(self, actor_id: str, from_version: int = 1) -> list[Event]:
+        """The actor's events with version >= ``from_version``, in version order; raises
+        CorruptRecordError on an undecodable message (see ``get_events_with_errors``)."""
+        self._check_open()
+        check_actor_id(actor_id)
+        from_version = check_from_version(from_version)
+        events = [decode_record(data, seq) for seq, data in await self._actor_records(actor_id)]
+        return [e for e in events if e.version >= from_version]
+
+    async def get_events_with_errors(self, actor_id: str, from_version: int = 1) -> ReplayResult:
+        """The decodable events, and a ReplayError per undecodable message."""
+        self._check_open()
+        check_actor_id(actor_id)
+        from_version = check_from_version(from_version)
+        events: list[Event] = []
+        errors: list[ReplayError] = []
+        for seq, data in await self._actor_records(actor_id):
+            try:
+                event = decode_record(data, seq)
+            except CorruptRecordError as err:
+                errors.append(ReplayError(seq, data, err))
+                continue
+            if event.version >= from_version:
+                events.append(event)
+        return ReplayResult(events, errors)
+
+    async def last_position(self) -> int:
+        """The sequence of the stream's last message (0 when empty)."""
+        self._check_open()
+        info = await self._api(f"$JS.API.STREAM.INFO.{self.stream}", b"")
+        return int(info["state"]["last_seq"])
+
+    async def read_range(self, from_position: int, limit: int) -> list[Event]:
+        """Up to ``limit`` events of the global log from ``from_position``, in order."""
+        self._check_open()
+        chunk, _ = await self._direct_batch(from_position, limit, None)
+        return [decode_record(data, seq) for seq, data in chunk]
+
+    def read_all(self, from_position: int = 1, limit: int | None = None) -> AsyncIterator[Event]:
+        """The global log from ``from_position`` on (stream order), read in chunks."""
+        self._check_open()
+        start = check_position(from_position, "from_position")
+        limit = _check_limit(limit)
+
+        async def events() -> AsyncIterator[Event]:
+            position, left = start, limit
+            while left is None or left > 0:
+                chunk = await self.read_range(position, _CHUNK if left is None else min(left, _CHUNK))
+                if not chunk:
+                    return
+                for event in chunk:
+                    yield event
+                position = chunk[-1].position + 1
+                if left is not None:
+                    left -= len(chunk)
+
+        return events()
+
+    async def read_columns(self, actor_id: str | None = None, *, from_position: int = 1,
+                           to_position: int | None = None) -> ColumnarEvents:
+        """Numpy columns (see ColumnarEvents) of one actor's events or of the global log
+        between two positions (inclusive)."""
+        self._check_open()
+        if actor_id is not None:
+            check_actor_id(actor_id)
+        start = check_position(from_position, "from_position")
+        end = 2**63 - 1 if to_position is None else check_position(to_position, "to_position")
+        if actor_id is not None:
+            rows = [e for e in await self.get_events(actor_id) if start <= e.position <= end]
+        else:
+            rows = []
+            async for e in self.read_all(start, None if end == 2**63 - 1 else max(0, end - start + 1)):
+                rows.append(e)
+        return columns_of(rows)
+
+    async def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
+        """The actor's snapshot with the highest version, or None."""
+        self._check_open()
+        check_actor_id(actor_id)
+        msg = await self._direct_last(self.snapshot_stream, self._snap_base + actor_token(actor_id))
+        if msg is None:
+            return None
+        version, ts_ns, raw = _SNAP_HEADER.unpack_from(msg.data)
+        return decode_snapshot(actor_id, version, ts_ns, msg.data[_SNAP_HEADER.size:], bool(raw))
+
+    def transaction(self) -> Any:
+        """Not supported: JetStream has no multi-call transactions (one ``append`` is atomic)."""
+        self._check_open()
+        raise AetherError("JetStreamEventStore has no multi-call transactions: use one append() "
+                          "for an atomic batch of one actor's events")
+
+
+def _check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidTypeError(f"limit must be an int or None, got {type(limit).__name__}")
+    if limit < 0:
+        raise InvalidInputError(f"limit must be >= 0, got {limit}")
+    return limit
+
+
+def _server_supports_batches(nc: Client) -> bool:
+    version = str(nc._server_info.get("version", "0"))
+    try:
+        major, minor = (int(x) for x in version.split("-")[0].split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 12)
+
+
+def columns_of(rows: list[Event]) -> ColumnarEvents:
+    """ColumnarEvents of a list of events (built in Python)."""
+    types: dict[str, int] = {}
+    actors: dict[str, int] = {}
+    payload = bytearray()
+    offsets = [0]
+    for e in rows:
+        payload += e.payload
+        offsets.append(len(payload))
+    return ColumnarEvents.from_native({
+        "positions": _pack("q", [e.position for e in rows]),
+        "versions": _pack("q", [e.version for e in rows]),
+        "timestamps": _pack("q", [e.timestamp_ns for e in rows]),
+        "type_codes": _pack("I", [types.setdefault(e.event_type, len(types)) for e in rows]),
+        "actor_codes": _pack("I", [actors.setdefault(e.actor_id, len(actors)) for e in rows]),
+        "is_bytes": bytearray(e.is_bytes for e in rows),
+        "payload_offsets": _pack("q", offsets),
+        "payload": payload,
+        "event_types": list(types),
+        "actor_ids": list(actors),
+    })
+
+
+class SyncJetStreamEventStore:
+    """The blocking EventStore/SnapshotStore API over a :class:`JetStreamEventStore` run on
+    a private event-loop thread; same arguments as ``JetStreamEventStore.open``.
+
+    ``subscribe`` polls the stream every ``poll_interval`` for other writers' events and is
+    woken at once by this object's own writes."""
+
+    def __init__(self, servers: str | list[str], *, namespace: str = DEFAULT_NAMESPACE,
+                 config: JetStreamConfig | None = None, bus: Any = None, **connect_options: Any) -> None:
+        if not isinstance(servers, (str, list)):
+            raise InvalidTypeError(f"servers must be a URL or a list of URLs, got {type(servers).__name__}")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="aether-jetstream", daemon=True)
+        self._thread.start()
+        self._notifier = CommitNotifier()
+        try:
+            self._store: JetStreamEventStore = self._run(JetStreamEventStore.open(
+                servers, namespace=namespace, config=config, bus=bus, **connect_options))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.namespace = self._store.namespace
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _live(self) -> JetStreamEventStore:
+        self._store._check_open()
+        return self._store
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    @property
+    def store(self) -> JetStreamEventStore:
+        """The async store underneath (its coroutines run on this object's loop)."""
+        return self._store
+
+    def close(self) -> None:
+        if self._store.closed:
+            return
+        self._run(self._store.close())
+        self._stop_loop()
+
+    @property
+    def closed(self) -> bool:
+        return self._store.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Sync{self._store!r}"
+
+    def save_event(self, event: Event) -> int:
+        position = self._run(self._live().save_event(event))
+        self._notifier.notify()
+        return position
+
+    def append(self, actor_id: str, events: Sequence[Event], *,
+               expected_version: ExpectedVersion = "any") -> list[int]:
+        positions = self._run(self._live().append(actor_id, events, expected_version=expected_version))
+        self._notifier.notify()
+        return positions
+
+    def save_snapshot(self, snapshot: ActorSnapshot) -> None:
+        self._run(self._live().save_snapshot(snapshot))
+
+    def get_events(self, actor_id: str, from_version: int = 1) -> list[Event]:
+        return self._run(self._live().get_events(actor_id, from_version))
+
+    def get_events_with_errors(self, actor_id: str, from_version: int = 1) -> ReplayResult:
+        return self._run(self._live().get_events_with_errors(actor_id, from_version))
+
+    def get_latest_version(self, actor_id: str) -> int:
+        return self._run(self._live().get_latest_version(actor_id))
+
+    def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
+        return self._run(self._live().get_latest_snapshot(actor_id))
+
+    def last_position(self) -> int:
+        return self._run(self._live().last_position())
+
+    def read_all(self, from_position: int = 1, limit: int | None = None) -> Iterator[Event]:
+        store = self._live()
+        start = check_position(from_position, "from_position")
+        limit = _check_limit(limit)
+
+        def events() -> Iterator[Event]:
+            position, left = start, limit
+            while left is None or left > 0:
+                chunk = self._run(store.read_range(position, _CHUNK if left is None else min(left, _CHUNK)))
+                if not chunk:
+                    return
+                yield from chunk
+                position = chunk[-1].position + 1
+                if left is not None:
+                    left -= len(chunk)
+
+        return events()
+
+    def read_columns(self, actor_id: str | None = None, *, from_position: int = 1,
+                     to_position: int | None = None) -> ColumnarEvents:
+        return self._run(self._live().read_columns(actor_id, from_position=from_position, to_position=to_position))
+
+    def subscribe(self, from_position: int = 1, *, event_types: Iterable[str] | None = None,
+                  poll_interval: float = 0.001) -> Subscription:
+        store = self._live()
+        return Subscription(lambda position, limit: self._run(store.read_range(position, limit)), self._notifier,
+                            from_position=from_position, event_types=event_types, poll_interval=poll_interval)
+
+    def transaction(self) -> Any:
+        return self._live().transaction()
+
+
+__all__ = [
+    "AtomicBatchUnsupportedError",
+    "JetStreamConfig",
+    "JetStreamEventStore",
+    "SyncJetStreamEventStore",
+    "actor_from_token",
+    "actor_token",
+    "stream_name",
+]
