@@ -372,6 +372,14 @@ def test_async_store_api(server):
             assert [e.position async for e in store.read_all()] == [1, 2]
             positions = await asyncio.gather(*(store.save_event(ev(f"p{i}", 1)) for i in range(50)))
             assert sorted(positions) == list(range(3, 53))
+            for start in range(1, 2601, 1000):   # long reads stream through a consumer
+                await store.append("b", [ev("b", v) for v in range(start, min(start + 1000, 2601))])
+            streamed = [e async for e in store.read_all()]
+            assert [e.position for e in streamed] == list(range(1, 2653))
+            assert streamed == [e for p in range(1, 2653, 1024) for e in await store.read_range(p, 1024)]
+            part = [e.position async for e in store.read_all(7, limit=2000)]
+            assert part == list(range(7, 2007))
+            assert [e.position async for e in store.read_all(2600)] == list(range(2600, 2653))
         assert store.closed
 
     asyncio.run(main())
