@@ -12,8 +12,8 @@ same run:
 - ``js_replay``: ``read_all`` of a stream of ``replay`` events (decoded to ``Event``
   objects), against a raw nats-py ordered push consumer receiving the same messages.
 
-Each repeat writes to a fresh stream; inputs are pre-built outside the timed regions; every
-figure is the median of the repeats. Targets: >= 0.8x the raw client for each.
+Each repeat writes to a fresh stream; the two sides alternate run by run; inputs are
+pre-built outside the timed regions; every figure is the median of the repeats. Targets: >= 0.8x the raw client for each.
 """
 
 from __future__ import annotations
@@ -91,6 +91,20 @@ def make_events(cfg: JsConfig) -> list[Event]:
             for v in range(1, per_actor + 1) for a in range(cfg.actors)]
 
 
+def alternate(ours: Callable[[], list[float]], theirs: Callable[[], list[float]],
+              repeats: int) -> tuple[list[float], list[float]]:
+    """One warm-up each, then ``repeats`` rounds of one timed run each, alternating, so that
+    the noise of a shared machine falls on both sides alike."""
+    ours()
+    theirs()
+    t_ours: list[float] = []
+    t_theirs: list[float] = []
+    for _ in range(repeats):
+        t_ours += ours()
+        t_theirs += theirs()
+    return t_ours, t_theirs
+
+
 class _Bench:
     def __init__(self, url: str, cfg: JsConfig, loop: asyncio.AbstractEventLoop) -> None:
         import nats
@@ -155,9 +169,8 @@ class _Bench:
             assert self.run(store.last_position()) == len(events)
             self.drop(store)
 
-        t_ours = measure(lambda s: self.run(ours(s)), self.cfg.repeats, self.fresh_store, check, warmup=1)
-        t_theirs = measure(lambda s: self.run(theirs(s)), self.cfg.repeats, self.fresh_store, check, warmup=1)
-        return t_ours, t_theirs
+        return alternate(lambda: measure(lambda s: self.run(ours(s)), 1, self.fresh_store, check),
+                         lambda: measure(lambda s: self.run(theirs(s)), 1, self.fresh_store, check), self.cfg.repeats)
 
     # -- replay --
 
@@ -194,10 +207,10 @@ class _Bench:
             await done
             await sub.unsubscribe()
 
-        t_ours = measure(lambda s: self.run(ours(s)), self.cfg.repeats, warmup=1)
-        t_theirs = measure(lambda s: self.run(theirs(s)), self.cfg.repeats, warmup=1)
+        times = alternate(lambda: measure(lambda s: self.run(ours(s)), 1),
+                          lambda: measure(lambda s: self.run(theirs(s)), 1), self.cfg.repeats)
         self.drop(store)
-        return t_ours, t_theirs
+        return times
 
     def close(self) -> None:
         self.run(self.nc.close())

@@ -189,6 +189,9 @@ class JetStreamEventStore:
         self._owns = owns_connection
         self._bus = bus
         self._tips: dict[str, tuple[int, int]] = {}      # actor -> (last sequence, version): a hint
+        # the highest sequence of each stream this store has seen: a direct get may be served
+        # by a replica that lags behind, and an answer older than this is retried
+        self._seen = 0
         self.atomic_batches = False
         self.max_event_bytes = int(nc.max_payload)
         self._closed = False
@@ -392,13 +395,14 @@ class JetStreamEventStore:
             error = ack.get("error")
             if error is None:
                 last = ack["seq"]
+                self._saw(last)
                 self._tips[actor_id] = (last, events[-1].version)
                 positions = list(range(last - len(events) + 1, last + 1))
                 if self._bus is not None:
                     await self._notify(events, positions)
                 return positions
             if error.get("err_code") == _ERR_WRONG_LAST_SEQUENCE:
-                tip, fresh = await self._fetch_tip(actor_id), True
+                tip, fresh = await self._fetch_tip(actor_id, _wrong_last(error)), True
                 continue
             if error.get("err_code") == _ERR_BATCH_DISABLED:
                 self.atomic_batches = False
@@ -473,9 +477,22 @@ class JetStreamEventStore:
 
     # -- reads -----------------------------------------------------------------------------
 
-    async def _direct_last(self, stream: str, subject: str) -> Any:
-        """The last message on ``subject`` (a direct get), or None."""
-        msg = await self._retrying(lambda: self._request(f"$JS.API.DIRECT.GET.{stream}.{subject}", b""))
+    def _saw(self, seq: int) -> None:
+        self._seen = max(self._seen, seq)
+
+    async def _direct_last(self, stream: str, subject: str, at_least: int = 0) -> Any:
+        """The last message on ``subject`` (a direct get), or None; an answer older than
+        sequence ``at_least`` comes from a lagging replica and is asked again."""
+
+        async def attempt() -> Any:
+            msg = await self._request(f"$JS.API.DIRECT.GET.{stream}.{subject}", b"")
+            status = msg.headers.get("Status") if msg.headers else None
+            if status == "503" or (at_least and (
+                    status == "404" or (status is None and int(msg.headers["Nats-Sequence"]) < at_least))):
+                raise _Transient(f"direct get of {subject}: a replica behind sequence {at_least} answered")
+            return msg
+
+        msg = await self._retrying(attempt)
         status = msg.headers.get("Status") if msg.headers else None
         if status == "404":
             return None
@@ -483,8 +500,11 @@ class JetStreamEventStore:
             raise StorageError(f"direct get of {subject}: status {status} {msg.headers.get('Description', '')}")
         return msg
 
-    async def _fetch_tip(self, actor_id: str) -> tuple[int, int]:
-        msg = await self._direct_last(self.stream, self._subject_base + actor_token(actor_id))
+    async def _fetch_tip(self, actor_id: str, at_least: int = 0) -> tuple[int, int]:
+        """The actor's (last sequence, version), read from the stream; not older than the
+        hint or than ``at_least``."""
+        known = max(self._tips.get(actor_id, (0, 0))[0], at_least)
+        msg = await self._direct_last(self.stream, self._subject_base + actor_token(actor_id), known)
         if msg is None:
             self._tips.pop(actor_id, None)
             return (0, 0)
@@ -498,9 +518,11 @@ class JetStreamEventStore:
         self._check_open()
         return (await self._fetch_tip(check_actor_id(actor_id)))[1]
 
-    async def _direct_batch(self, start: int, limit: int, subject: str | None) -> tuple[list[tuple[int, bytes]], int]:
+    async def _direct_batch(self, start: int, limit: int, subject: str | None,
+                            at_least: int) -> tuple[list[tuple[int, bytes]], int]:
         """Up to ``limit`` messages from sequence ``start`` (of one subject if given), in
-        order, with the count still pending after them."""
+        order, with the count still pending after them; an answer that ends before
+        sequence ``at_least`` comes from a lagging replica and is asked again."""
         request = {"seq": start, "batch": limit}
         if subject is not None:
             request["next_by_subj"] = subject
@@ -520,6 +542,8 @@ class JetStreamEventStore:
                         done.set_result(int(headers.get("Nats-Num-Pending", "0")))
                     elif status == "404":
                         done.set_result(0)
+                    elif status == "503":
+                        done.set_exception(_Transient(f"direct get: {headers.get('Description', '')}"))
                     else:
                         done.set_exception(StorageError(f"direct get: status {status} {headers.get('Description', '')}"))
 
@@ -533,16 +557,20 @@ class JetStreamEventStore:
                     raise _Transient(f"direct get from {start} timed out") from None
             finally:
                 await sub.unsubscribe()
+            last = out[-1][0] if out else start - 1
+            if not pending and last < at_least:
+                raise _Transient(f"direct get: a replica behind sequence {at_least} answered")
             return out, pending
 
         return await self._retrying(attempt)
 
     async def _actor_records(self, actor_id: str) -> list[tuple[int, bytes]]:
         subject = self._subject_base + actor_token(actor_id)
+        known = self._tips.get(actor_id, (0, 0))[0]
         out: list[tuple[int, bytes]] = []
         start = 1
         while True:
-            chunk, pending = await self._direct_batch(start, _CHUNK, subject)
+            chunk, pending = await self._direct_batch(start, _CHUNK, subject, known)
             out += chunk
             if not chunk or not pending:
                 return out
@@ -578,12 +606,15 @@ class JetStreamEventStore:
         """The sequence of the stream's last message (0 when empty)."""
         self._check_open()
         info = await self._api(f"$JS.API.STREAM.INFO.{self.stream}", b"")
-        return int(info["state"]["last_seq"])
+        last = int(info["state"]["last_seq"])
+        self._saw(last)
+        return last
 
     async def read_range(self, from_position: int, limit: int) -> list[Event]:
         """Up to ``limit`` events of the global log from ``from_position``, in order."""
         self._check_open()
-        chunk, _ = await self._direct_batch(from_position, limit, None)
+        chunk, _ = await self._direct_batch(from_position, limit, None, min(self._seen,
+                                                                           from_position + limit - 1))
         return [decode_record(data, seq) for seq, data in chunk]
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> AsyncIterator[Event]:
@@ -706,6 +737,12 @@ class JetStreamEventStore:
         self._check_open()
         raise AetherError("JetStreamEventStore has no multi-call transactions: use one append() "
                           "for an atomic batch of one actor's events")
+
+
+def _wrong_last(error: dict) -> int:
+    """The subject's last sequence named by a 'wrong last sequence: N' error (0 if absent)."""
+    found = _WRONG_LAST.search(error.get("description", ""))
+    return int(found.group(1)) if found else 0
 
 
 def _check_limit(limit: object) -> int | None:

@@ -19,7 +19,14 @@ from nats_cluster import NatsCluster
 from nats_server import NatsServer, require_nats
 from test_store_conformance import StoreConformance, ev
 
-from aether_fast import ActorSnapshot, CorruptRecordError, EventBus, InvalidInputError, VersionConflictError
+from aether_fast import (
+    ActorSnapshot,
+    CorruptRecordError,
+    EventBus,
+    InvalidInputError,
+    StorageError,
+    VersionConflictError,
+)
 from aether_fast._native import encode_record
 from aether_fast.jetstream import (
     AtomicBatchUnsupportedError,
@@ -416,3 +423,22 @@ def test_store_keeps_working_when_a_cluster_server_is_killed(cluster):
         assert store.append("a", [ev("a", 46)], expected_version=45) == [46]
         assert store.get_latest_version("a") == 46
     delete_streams(cluster.urls, namespace)
+
+
+def test_reads_older_than_what_the_store_has_seen_are_retried(server):
+    """In a cluster a direct get may be answered by a replica that lags behind; an answer
+    older than the store's own writes (or the stream's last sequence it has seen) is
+    asked again, so the store reads its own writes."""
+    namespace = fresh_namespace()
+    with SyncJetStreamEventStore(server.url, namespace=namespace, config=JetStreamConfig(retry_for=0.3)) as a, \
+            SyncJetStreamEventStore(server.url, namespace=namespace) as b:
+        a.save_event(ev("x", 1))
+        a.store._tips["x"] = (2, 2)                  # as if it had written sequence 2 itself
+        a.store._seen = 3                            # and seen the stream at sequence 3
+        for read in (lambda: a.get_latest_version("x"), lambda: a.get_events("x"), lambda: list(a.read_all())):
+            with pytest.raises(StorageError, match="did not answer"):
+                read()
+        b.append("x", [ev("x", 2), ev("x", 3)])     # the stream reaches sequence 3
+        assert a.get_latest_version("x") == 3
+        assert [e.version for e in a.get_events("x")] == [1, 2, 3]
+        assert [e.position for e in a.read_all()] == [1, 2, 3]
