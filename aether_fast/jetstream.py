@@ -36,18 +36,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import inspect
 import re
 import struct
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from ._native import decode_record, encode_record
+from ._native import decode_record, encode_record, with_position
 from .errors import (
     AetherError,
     CorruptRecordError,
@@ -95,6 +97,10 @@ _TRANSIENT_STATUS = {503}
 
 class AtomicBatchUnsupportedError(StorageError):
     """The server or stream cannot store a batch atomically; nothing of the batch was sent."""
+
+
+class TransactionConflictError(AetherError):
+    """The stream changed while a transaction was open; nothing of it was stored."""
 
 
 @dataclass(frozen=True)
@@ -357,13 +363,20 @@ class JetStreamEventStore:
             raise InvalidInputError(f"a JetStream batch holds at most {MAX_BATCH} events, got {len(events)}")
         return await self._write(actor_id, events, kind, expected) if events else []
 
-    async def _write(self, actor_id: str, events: list[Event], kind: int, expected: int) -> list[int]:
+    def _records(self, events: list[Event]) -> list[bytes]:
         records = [encode_record(ev) for ev in events]
         for ev, rec in zip(events, records):
             if len(rec) > self.max_event_bytes:
                 raise InvalidInputError(
                     f"event {ev.id!r} encodes to {len(rec)} bytes, over the server's max_payload "
                     f"of {self.max_event_bytes}")
+        return records
+
+    async def _write(self, actor_id: str, events: list[Event], kind: int, expected: int) -> list[int]:
+        records = self._records(events)
+        txn = self._txn()
+        if txn is not None:
+            return await self._write_in_txn(txn, actor_id, events, records, kind, expected)
         if len(events) > 1 and not self.atomic_batches:
             raise AtomicBatchUnsupportedError(
                 f"stream {self.stream!r} does not allow atomic batch publish (needs nats-server 2.12+ and "
@@ -374,24 +387,19 @@ class JetStreamEventStore:
         fresh = False
         for _ in range(1000):
             seq, latest = tip
-            failed = first.version <= latest or (kind == 1 and latest) or (kind == 2 and not latest) or (
-                kind == 3 and latest != expected)
-            if failed:
+            if _fails(first.version, latest, kind, expected):
                 if not fresh:
                     tip, fresh = await self._fetch_tip(actor_id), True
                     continue
-                if first.version <= latest:
-                    stored = await self._stored_positions(actor_id, events)
-                    if stored is not None:
-                        return stored
-                    raise VersionConflictError(actor_id, latest, first.version, None if kind == 0 else (
-                        expected if kind == 3 else EXPECT_NAMES[kind]))
-                raise VersionConflictError(actor_id, latest, first.version,
-                                           expected if kind == 3 else EXPECT_NAMES[kind])
+                return await self._refused(actor_id, events, latest, kind, expected)
+            messages = [(subject, rec) for rec in records]
+            headers = {"Nats-Expected-Last-Subject-Sequence": str(seq)}
+            if len(events) == 1:
+                headers["Nats-Msg-Id"] = first.id
             try:
-                ack = await self._publish(subject, events, records, seq)
+                ack = await self._publish(messages, headers)
             except _Transient:    # lost in transit or no leader: resending is safe (see _stored_positions)
-                ack = await self._retrying(lambda s=seq: self._publish(subject, events, records, s))
+                ack = await self._retrying(lambda m=messages, h=headers: self._publish(m, h))
             error = ack.get("error")
             if error is None:
                 last = ack["seq"]
@@ -411,29 +419,118 @@ class JetStreamEventStore:
                                error.get("err_code", 0))
         raise StorageError(f"actor {actor_id!r}: no write succeeded after 1000 attempts under contention")
 
-    async def _publish(self, subject: str, events: list[Event], records: list[bytes], seq: int) -> dict:
-        """Publish one event, or the events as one atomic batch; returns the parsed ack."""
-        expect = str(seq)
-        if len(records) == 1:
-            msg = await self._request(subject, records[0], {
-                "Nats-Msg-Id": events[0].id, "Nats-Expected-Last-Subject-Sequence": expect})
-            return orjson.loads(msg.data)
+    async def _publish(self, messages: list[tuple[str, bytes]], first_headers: dict[str, str]) -> dict:
+        """Publish one message, or the messages as one atomic batch (``first_headers`` on
+        the first); returns the parsed ack."""
+        if len(messages) == 1:
+            return orjson.loads((await self._request(*messages[0], first_headers)).data)
         batch_id = uuid.uuid4().hex
-        start = asyncio.ensure_future(self._request(subject, records[0], {
-            "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": "1", "Nats-Expected-Last-Subject-Sequence": expect}))
+        start = asyncio.ensure_future(self._request(*messages[0], {
+            "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": "1", **first_headers}))
         try:
             await asyncio.sleep(0)      # let the first message go out before the rest
-            for i, rec in enumerate(records[1:-1], 2):
+            for i, (subject, rec) in enumerate(messages[1:-1], 2):
                 await self._nc.publish(subject, rec, headers={"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)})
-            commit = await self._request(subject, records[-1], {
-                "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(len(records)), "Nats-Batch-Commit": "1"})
+            commit = await self._request(*messages[-1], {
+                "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(len(messages)), "Nats-Batch-Commit": "1"})
         finally:
-            started = await asyncio.gather(start, return_exceptions=True)
-        if started and not isinstance(started[0], BaseException) and started[0].data:
-            first = orjson.loads(started[0].data)
+            [started] = await asyncio.gather(start, return_exceptions=True)
+        if not isinstance(started, BaseException) and started.data:
+            first = orjson.loads(started.data)
             if first.get("error"):
                 return first
         return orjson.loads(commit.data)
+
+    async def _refused(self, actor_id: str, events: list[Event], latest: int, kind: int, expected: int) -> list[int]:
+        """After a failed check against the actor's true ``latest`` version: the positions
+        of an idempotent retry, else VersionConflictError (as the other stores)."""
+        first = events[0]
+        if first.version <= latest:
+            stored = await self._stored_positions(actor_id, events)
+            if stored is not None:
+                return stored
+            raise VersionConflictError(actor_id, latest, first.version, None if kind == 0 else (
+                expected if kind == 3 else EXPECT_NAMES[kind]))
+        raise VersionConflictError(actor_id, latest, first.version, expected if kind == 3 else EXPECT_NAMES[kind])
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def _txn(self) -> _Txn | None:
+        txn = _TXN.get()
+        return txn if txn is not None and txn.store is self else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Every write of this task inside the block is kept back and committed at the end
+        as one atomic batch (reads in the block see them); an exception discards them all.
+        Tasks created inside the block share it (it lives in a context variable).
+
+        The commit succeeds only if nothing else was written to the namespace's stream
+        since the block began (``Nats-Expected-Last-Sequence``), so the positions returned
+        inside the block are exact; otherwise TransactionConflictError and nothing is
+        stored: run the block again. At most 1000 events; snapshots saved in the block are
+        written after the events commit."""
+        txn = await self._begin()
+        token = _TXN.set(txn)
+        try:
+            yield
+        finally:
+            _TXN.reset(token)
+        await self._commit(txn)
+
+    async def _begin(self) -> _Txn:
+        self._check_open()
+        if self._txn() is not None:
+            raise AetherError("a transaction is already open here; transactions do not nest")
+        if not self.atomic_batches:
+            raise AtomicBatchUnsupportedError(
+                f"stream {self.stream!r} does not allow atomic batch publish, which transactions need")
+        return _Txn(self, await self.last_position())
+
+    async def _write_in_txn(self, txn: _Txn, actor_id: str, events: list[Event], records: list[bytes],
+                            kind: int, expected: int) -> list[int]:
+        pending = txn.by_actor.get(actor_id)
+        latest = pending[-1].version if pending else (await self._fetch_tip(actor_id))[1]
+        if _fails(events[0].version, latest, kind, expected):
+            return await self._refused(actor_id, events, latest, kind, expected)
+        if len(txn.events) + len(events) > MAX_BATCH:
+            raise InvalidInputError(f"a JetStream transaction holds at most {MAX_BATCH} events")
+        subject = self._subject_base + actor_token(actor_id)
+        positions = []
+        for ev, rec in zip(events, records):
+            stored = with_position(ev, txn.base + len(txn.events) + 1)
+            txn.events.append(stored)
+            txn.by_actor.setdefault(actor_id, []).append(stored)
+            txn.messages.append((subject, rec))
+            positions.append(stored.position)
+        return positions
+
+    async def _commit(self, txn: _Txn) -> None:
+        if txn.events:
+            headers = {"Nats-Expected-Last-Sequence": str(txn.base)}
+            if len(txn.events) == 1:
+                headers["Nats-Msg-Id"] = txn.events[0].id
+            try:
+                ack = await self._publish(txn.messages, headers)
+            except _Transient:
+                ack = await self._retrying(lambda: self._publish(txn.messages, headers))
+            error = ack.get("error")
+            if error is not None:
+                if error.get("err_code") != _ERR_WRONG_LAST_SEQUENCE:
+                    raise StorageError(f"JetStream refused the transaction: {error.get('description')}",
+                                       error.get("err_code", 0))
+                first = await self.read_range(txn.base + 1, 1)
+                if not first or first[0].id != txn.events[0].id:     # not an earlier try of ours
+                    raise TransactionConflictError(
+                        f"stream {self.stream!r} changed since the transaction began (at position "
+                        f"{txn.base}); nothing of the transaction was stored")
+            self._saw(txn.events[-1].position)
+            for actor_id, evs in txn.by_actor.items():
+                self._tips[actor_id] = (evs[-1].position, evs[-1].version)
+            if self._bus is not None:
+                await self._notify(txn.events, [e.position for e in txn.events])
+        for snapshot in txn.snapshots:
+            await self.save_snapshot(snapshot)
 
     async def _notify(self, events: list[Event], positions: list[int]) -> None:
         for ev, pos in zip(events, positions):
@@ -457,6 +554,10 @@ class JetStreamEventStore:
         version (only the latest is kept, so ``get_latest_snapshot`` is one read)."""
         self._check_open()
         actor_id, version, ts_ns, state, raw = encode_snapshot(snapshot)
+        txn = self._txn()
+        if txn is not None:
+            txn.snapshots.append(snapshot)
+            return
         subject = self._snap_base + actor_token(actor_id)
         payload = _SNAP_HEADER.pack(version, ts_ns, raw) + state
         for _ in range(1000):
@@ -516,6 +617,9 @@ class JetStreamEventStore:
     async def get_latest_version(self, actor_id: str) -> int:
         """The actor's latest version, 0 when it has none: one read of its last message."""
         self._check_open()
+        txn = self._txn()
+        if txn is not None and actor_id in txn.by_actor:
+            return txn.by_actor[actor_id][-1].version
         return (await self._fetch_tip(check_actor_id(actor_id)))[1]
 
     async def _direct_batch(self, start: int, limit: int, subject: str | None,
@@ -583,7 +687,12 @@ class JetStreamEventStore:
         check_actor_id(actor_id)
         from_version = check_from_version(from_version)
         events = [decode_record(data, seq) for seq, data in await self._actor_records(actor_id)]
-        return [e for e in events if e.version >= from_version]
+        return [e for e in events + self._pending(actor_id) if e.version >= from_version]
+
+    def _pending(self, actor_id: str) -> list[Event]:
+        """The actor's events written in this task's open transaction."""
+        txn = self._txn()
+        return [] if txn is None else txn.by_actor.get(actor_id, [])
 
     async def get_events_with_errors(self, actor_id: str, from_version: int = 1) -> ReplayResult:
         """The decodable events, and a ReplayError per undecodable message."""
@@ -600,11 +709,15 @@ class JetStreamEventStore:
                 continue
             if event.version >= from_version:
                 events.append(event)
+        events += [e for e in self._pending(actor_id) if e.version >= from_version]
         return ReplayResult(events, errors)
 
     async def last_position(self) -> int:
         """The sequence of the stream's last message (0 when empty)."""
         self._check_open()
+        txn = self._txn()
+        if txn is not None:
+            return txn.base + len(txn.events)
         info = await self._api(f"$JS.API.STREAM.INFO.{self.stream}", b"")
         last = int(info["state"]["last_seq"])
         self._saw(last)
@@ -613,9 +726,16 @@ class JetStreamEventStore:
     async def read_range(self, from_position: int, limit: int) -> list[Event]:
         """Up to ``limit`` events of the global log from ``from_position``, in order."""
         self._check_open()
-        chunk, _ = await self._direct_batch(from_position, limit, None, min(self._seen,
-                                                                           from_position + limit - 1))
-        return [decode_record(data, seq) for seq, data in chunk]
+        txn = self._txn()
+        stored_limit = limit if txn is None else max(0, min(limit, txn.base - from_position + 1))
+        events = []
+        if stored_limit:
+            chunk, _ = await self._direct_batch(from_position, stored_limit, None,
+                                                min(self._seen, from_position + stored_limit - 1))
+            events = [decode_record(data, seq) for seq, data in chunk]
+        if txn is not None and len(events) < limit:
+            events += [e for e in txn.events if e.position >= from_position][:limit - len(events)]
+        return events
 
     def read_all(self, from_position: int = 1, limit: int | None = None) -> AsyncIterator[Event]:
         """The global log from ``from_position`` on (stream order). Up to the stream's last
@@ -628,7 +748,7 @@ class JetStreamEventStore:
         async def events() -> AsyncIterator[Event]:
             position, left = start, limit
             last = await self.last_position()
-            if last - position + 1 > _CHUNK and (left is None or left > _CHUNK):
+            if self._txn() is None and last - position + 1 > _CHUNK and (left is None or left > _CHUNK):
                 end = last if left is None else min(last, position + left - 1)
                 async for chunk in self._stream_range(position, end):
                     for event in chunk:
@@ -727,16 +847,43 @@ class JetStreamEventStore:
         self._check_open()
         check_actor_id(actor_id)
         msg = await self._direct_last(self.snapshot_stream, self._snap_base + actor_token(actor_id))
-        if msg is None:
-            return None
-        version, ts_ns, raw = _SNAP_HEADER.unpack_from(msg.data)
-        return decode_snapshot(actor_id, version, ts_ns, msg.data[_SNAP_HEADER.size:], bool(raw))
+        latest = None
+        if msg is not None:
+            version, ts_ns, raw = _SNAP_HEADER.unpack_from(msg.data)
+            latest = decode_snapshot(actor_id, version, ts_ns, msg.data[_SNAP_HEADER.size:], bool(raw))
+        txn = self._txn()
+        for snap in [] if txn is None else txn.snapshots:     # later ones replace equal versions
+            if snap.actor_id == actor_id and (latest is None or snap.version >= latest.version):
+                _, version, ts_ns, state, raw = encode_snapshot(snap)
+                latest = decode_snapshot(actor_id, version, ts_ns, state, raw)
+        return latest
 
-    def transaction(self) -> Any:
-        """Not supported: JetStream has no multi-call transactions (one ``append`` is atomic)."""
-        self._check_open()
-        raise AetherError("JetStreamEventStore has no multi-call transactions: use one append() "
-                          "for an atomic batch of one actor's events")
+
+_TXN: contextvars.ContextVar[_Txn | None] = contextvars.ContextVar("aether_jetstream_txn", default=None)
+
+
+@dataclass
+class _Txn:
+    """The writes of an open transaction, kept back until its commit."""
+
+    store: JetStreamEventStore
+    base: int                                   # the stream's last sequence when it began
+    events: list[Event] = field(default_factory=list)
+    by_actor: dict[str, list[Event]] = field(default_factory=dict)
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    snapshots: list[ActorSnapshot] = field(default_factory=list)
+
+
+async def _within(txn: _Txn, coro: Any) -> Any:
+    """Run ``coro`` with ``txn`` as the task's open transaction."""
+    _TXN.set(txn)
+    return await coro
+
+
+def _fails(version: int, latest: int, kind: int, expected: int) -> bool:
+    """Whether writing ``version`` breaks the version rule or the expectation, given ``latest``."""
+    return version <= latest or (kind == 1 and latest > 0) or (kind == 2 and not latest) or (
+        kind == 3 and latest != expected)
 
 
 def _wrong_last(error: dict) -> int:
@@ -802,6 +949,7 @@ class SyncJetStreamEventStore:
         self._thread = threading.Thread(target=self._loop.run_forever, name="aether-jetstream", daemon=True)
         self._thread.start()
         self._notifier = CommitNotifier()
+        self._local = threading.local()
         try:
             self._store: JetStreamEventStore = self._run(JetStreamEventStore.open(
                 servers, namespace=namespace, config=config, bus=bus, **connect_options))
@@ -811,6 +959,9 @@ class SyncJetStreamEventStore:
         self.namespace = self._store.namespace
 
     def _run(self, coro: Any) -> Any:
+        txn = getattr(self._local, "txn", None)
+        if txn is not None:
+            coro = _within(txn, coro)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def _live(self) -> JetStreamEventStore:
@@ -903,8 +1054,21 @@ class SyncJetStreamEventStore:
         return Subscription(lambda position, limit: self._run(store.read_range(position, limit)), self._notifier,
                             from_position=from_position, event_types=event_types, poll_interval=poll_interval)
 
-    def transaction(self) -> Any:
-        return self._live().transaction()
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """This thread's writes inside the block commit together at its end, as
+        ``JetStreamEventStore.transaction``; an exception discards them."""
+        store = self._live()
+        if getattr(self._local, "txn", None) is not None:
+            raise AetherError("a transaction is already open in this thread; transactions do not nest")
+        txn = self._run(store._begin())
+        self._local.txn = txn
+        try:
+            yield
+        finally:
+            self._local.txn = None
+        self._run(store._commit(txn))
+        self._notifier.notify()
 
 
 __all__ = [
@@ -912,6 +1076,7 @@ __all__ = [
     "JetStreamConfig",
     "JetStreamEventStore",
     "SyncJetStreamEventStore",
+    "TransactionConflictError",
     "actor_from_token",
     "actor_token",
     "stream_name",

@@ -33,13 +33,13 @@ from aether_fast.jetstream import (
     JetStreamConfig,
     JetStreamEventStore,
     SyncJetStreamEventStore,
+    TransactionConflictError,
     actor_from_token,
     actor_token,
     stream_name,
 )
 
 _names = itertools.count(1)
-NO_TRANSACTIONS = "JetStream has no multi-call transactions; one append() is the atomic unit (atomic batch)"
 OVER_BATCH_LIMIT = "appends more than 1000 events at once, over JetStream's atomic batch limit"
 
 
@@ -101,14 +101,6 @@ def _skipped(reason: str):
 class _JetStreamConformance(StoreConformance):
     """The shared contract; the cases JetStream cannot meet are skipped with the reason."""
 
-    test_subscribe_delivers_history_then_live_without_gap = _skipped(NO_TRANSACTIONS)
-    test_transaction_commits_everything_together = _skipped(NO_TRANSACTIONS)
-    test_transaction_rolls_back_on_exception = _skipped(NO_TRANSACTIONS)
-    test_conflict_inside_transaction_rolls_back_all = _skipped(NO_TRANSACTIONS)
-    test_caught_error_inside_transaction_keeps_other_writes = _skipped(NO_TRANSACTIONS)
-    test_reads_inside_transaction_see_its_writes = _skipped(NO_TRANSACTIONS)
-    test_nested_transaction_raises = _skipped(NO_TRANSACTIONS)
-    test_idempotent_retry_inside_transaction = _skipped(NO_TRANSACTIONS)
     test_read_all_across_chunks = _skipped(OVER_BATCH_LIMIT)
     test_read_columns_outlive_writes_and_close = _skipped(OVER_BATCH_LIMIT)
     test_read_columns_across_many_events = _skipped(OVER_BATCH_LIMIT)
@@ -282,14 +274,14 @@ def test_a_conflicting_batch_writes_nothing(server):
         sent = []
         publish = b.store._publish
 
-        async def spy(subject, events, records, seq):
-            sent.append((seq, len(events)))
-            return await publish(subject, events, records, seq)
+        async def spy(messages, headers):
+            sent.append((headers["Nats-Expected-Last-Subject-Sequence"], len(messages)))
+            return await publish(messages, headers)
 
         b.store._publish = spy
         with pytest.raises(VersionConflictError) as info:
             b.append("x", [ev("x", 1, id="other"), ev("x", 2), ev("x", 3)])
-        assert sent == [(0, 3)]                       # the batch reached the server
+        assert sent == [("0", 3)]                     # the batch reached the server
         assert info.value.current_version == 1
         assert a.last_position() == 1
         assert [e.version for e in a.get_events("x")] == [1]
@@ -442,3 +434,48 @@ def test_reads_older_than_what_the_store_has_seen_are_retried(server):
         assert a.get_latest_version("x") == 3
         assert [e.version for e in a.get_events("x")] == [1, 2, 3]
         assert [e.position for e in a.read_all()] == [1, 2, 3]
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+
+def test_a_transaction_fails_whole_when_the_stream_changed_meanwhile(server):
+    namespace = fresh_namespace()
+    with SyncJetStreamEventStore(server.url, namespace=namespace) as a, \
+            SyncJetStreamEventStore(server.url, namespace=namespace) as b:
+        a.save_event(ev("x", 1))
+        with pytest.raises(TransactionConflictError, match="nothing"), a.transaction():
+            assert a.save_event(ev("x", 2)) == 2
+            assert a.append("y", [ev("y", 1), ev("y", 2)]) == [3, 4]
+            a.save_snapshot(ActorSnapshot("y", 2, {"n": 2}))
+            b.save_event(ev("z", 1))                 # another writer takes position 2
+        assert [(e.actor_id, e.version) for e in a.read_all()] == [("x", 1), ("z", 1)]
+        assert a.get_latest_snapshot("y") is None
+        with a.transaction():                        # run again: it commits
+            assert a.save_event(ev("x", 2)) == 3
+            assert a.append("y", [ev("y", 1), ev("y", 2)]) == [4, 5]
+        assert [e.position for e in b.get_events("y")] == [4, 5]
+
+
+def test_async_transaction_is_per_task(server):
+    async def main():
+        store = await JetStreamEventStore.open(server.url, namespace=fresh_namespace())
+        async with store:
+            go = asyncio.Event()
+
+            async def outsider() -> int:
+                await go.wait()
+                return await store.get_latest_version("a")
+
+            other = asyncio.create_task(outsider())      # started outside the transaction
+            async with store.transaction():
+                assert await store.append("a", [ev("a", 1), ev("a", 2)]) == [1, 2]
+                assert await store.get_latest_version("a") == 2
+                go.set()
+                assert await other == 0                  # it does not see the open transaction
+                with pytest.raises(InvalidInputError, match="1000"):
+                    await store.append("b", [ev("b", v) for v in range(1, 1000)])
+            assert await store.get_latest_version("a") == 2
+            assert [e.position async for e in store.read_all()] == [1, 2]
+
+    asyncio.run(main())
