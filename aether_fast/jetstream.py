@@ -22,7 +22,8 @@ A multi-event ``append`` is one atomic batch (ADR-50, nats-server 2.12+: headers
 ``Nats-Batch-Id``, ``Nats-Batch-Sequence``, ``Nats-Batch-Commit``, stream option
 ``allow_atomic``): all its events are stored or none. Where the server or the stream does
 not allow atomic batches, a multi-event append raises :class:`AtomicBatchUnsupportedError`
-before sending anything. A batch holds at most 1000 events (the server's limit).
+before sending anything. A batch (or transaction) holds at most ``max_batch`` events: the
+server's ``jetstream { limits { batch { max_msgs } } }``, 1000 by default.
 
 Durability: JetStream acknowledges a write once it is in the stream's store on a quorum
 of replicas, but by default it flushes to disk only every ``sync_interval`` (2 minutes,
@@ -84,7 +85,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 YEAR_SECONDS = 365 * 24 * 3600.0
-MAX_BATCH = 1000                  # the server's atomic batch limit
 _CHUNK = 1024                     # messages per batched direct get
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _STREAM_CHARS = re.compile(r"[^A-Za-z0-9_]")
@@ -109,7 +109,8 @@ class JetStreamConfig:
 
     ``max_age`` (seconds, 0 = forever), ``max_bytes`` and ``max_msgs`` (-1 = unlimited)
     are the stream's retention limits; ``duplicate_window`` (seconds) how long the server
-    remembers message ids; ``timeout`` bounds one request and ``retry_for`` how long a
+    remembers message ids; ``max_batch`` the most events of one append or transaction (set
+    it to the servers' ``jetstream.limits.batch.max_msgs``, default 1000); ``timeout`` bounds one request and ``retry_for`` how long a
     write or read is retried through timeouts and leader elections."""
 
     stream: str = "events"
@@ -120,6 +121,7 @@ class JetStreamConfig:
     max_bytes: int = -1
     max_msgs: int = -1
     duplicate_window: float = 120.0
+    max_batch: int = 1000
     timeout: float = 5.0
     retry_for: float = 30.0
 
@@ -137,6 +139,8 @@ class JetStreamConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise InvalidInputError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise InvalidInputError(f"max_batch must be a positive int, got {self.max_batch!r}")
         for name in ("max_bytes", "max_msgs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < -1 or value == 0:
@@ -359,8 +363,9 @@ class JetStreamEventStore:
                 raise InvalidInputError(
                     f"versions must strictly increase within a batch: events[{i}] has version "
                     f"{ev.version} after {events[i - 1].version}")
-        if len(events) > MAX_BATCH:
-            raise InvalidInputError(f"a JetStream batch holds at most {MAX_BATCH} events, got {len(events)}")
+        if len(events) > self.config.max_batch:
+            raise InvalidInputError(
+                f"a JetStream batch holds at most max_batch={self.config.max_batch} events, got {len(events)}")
         return await self._write(actor_id, events, kind, expected) if events else []
 
     def _records(self, events: list[Event]) -> list[bytes]:
@@ -493,8 +498,9 @@ class JetStreamEventStore:
         latest = pending[-1].version if pending else (await self._fetch_tip(actor_id))[1]
         if _fails(events[0].version, latest, kind, expected):
             return await self._refused(actor_id, events, latest, kind, expected)
-        if len(txn.events) + len(events) > MAX_BATCH:
-            raise InvalidInputError(f"a JetStream transaction holds at most {MAX_BATCH} events")
+        if len(txn.events) + len(events) > self.config.max_batch:
+            raise InvalidInputError(
+                f"a JetStream transaction holds at most max_batch={self.config.max_batch} events")
         subject = self._subject_base + actor_token(actor_id)
         positions = []
         for ev, rec in zip(events, records):

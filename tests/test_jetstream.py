@@ -40,7 +40,7 @@ from aether_fast.jetstream import (
 )
 
 _names = itertools.count(1)
-OVER_BATCH_LIMIT = "appends more than 1000 events at once, over JetStream's atomic batch limit"
+BATCH_LIMIT = 3000     # the servers' atomic batch limit here (default 1000): the contract appends 1949 at once
 
 
 def fresh_namespace() -> str:
@@ -73,40 +73,35 @@ def delete_streams(urls, namespace: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def batch_conf(tmp_path_factory):
+    """A server config file raising the atomic batch limit to BATCH_LIMIT."""
+    path = tmp_path_factory.mktemp("conf") / "batch.conf"
+    path.write_text(f"jetstream {{ limits {{ batch {{ max_msgs: {BATCH_LIMIT} }} }} }}\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, batch_conf):
     require_nats()
-    with NatsServer(jetstream=True, store_dir=str(tmp_path_factory.mktemp("js"))) as s:
+    with NatsServer(jetstream=True, store_dir=str(tmp_path_factory.mktemp("js")),
+                    extra_args=("-c", batch_conf)) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(batch_conf):
     require_nats()
-    with NatsCluster() as c:
+    with NatsCluster(extra_args=("-c", batch_conf)) as c:
         yield c
 
 
 def open_store(urls, **config):
     namespace = fresh_namespace()
+    config.setdefault("max_batch", BATCH_LIMIT)
     return SyncJetStreamEventStore(urls, namespace=namespace, config=JetStreamConfig(**config)), namespace
 
 
-def _skipped(reason: str):
-    @pytest.mark.skip(reason=reason)
-    def test(self) -> None:
-        """Not run for JetStream (see the skip reason)."""
-    return test
-
-
-class _JetStreamConformance(StoreConformance):
-    """The shared contract; the cases JetStream cannot meet are skipped with the reason."""
-
-    test_read_all_across_chunks = _skipped(OVER_BATCH_LIMIT)
-    test_read_columns_outlive_writes_and_close = _skipped(OVER_BATCH_LIMIT)
-    test_read_columns_across_many_events = _skipped(OVER_BATCH_LIMIT)
-
-
-class TestJetStreamConformance(_JetStreamConformance):
+class TestJetStreamConformance(StoreConformance):
     @pytest.fixture
     def store(self, server):
         store, namespace = open_store(server.url)
@@ -115,14 +110,13 @@ class TestJetStreamConformance(_JetStreamConformance):
         delete_streams(server.url, namespace)
 
 
-class TestJetStreamClusterConformance(_JetStreamConformance):
+class TestJetStreamClusterConformance(StoreConformance):
     @pytest.fixture
     def store(self, cluster):
         store, namespace = open_store(cluster.urls, replicas=3)
         yield store
         store.close()
         delete_streams(cluster.urls, namespace)
-
 
 # -- naming ------------------------------------------------------------------------------------
 
@@ -318,11 +312,17 @@ def test_a_stream_without_atomic_batches_refuses_multi_event_appends(server):
         assert store.save_event(ev("a", 2)) == 2
 
 
-def test_batch_over_the_server_limit_is_refused(server):
-    with SyncJetStreamEventStore(server.url, namespace=fresh_namespace()) as store:
+def test_batch_over_the_limit_is_refused(server):
+    with SyncJetStreamEventStore(server.url, namespace=fresh_namespace()) as store:   # max_batch=1000
         with pytest.raises(InvalidInputError, match="1001"):
             store.append("a", [ev("a", v) for v in range(1, 1002)])
         assert store.last_position() == 0
+    config = JetStreamConfig(max_batch=BATCH_LIMIT + 1)        # more than the server allows
+    with SyncJetStreamEventStore(server.url, namespace=fresh_namespace(), config=config) as store:
+        with pytest.raises(StorageError, match="refused"):
+            store.append("a", [ev("a", v) for v in range(1, BATCH_LIMIT + 2)])
+        assert store.last_position() == 0
+        assert store.append("a", [ev("a", v) for v in range(1, BATCH_LIMIT + 1)])[-1] == BATCH_LIMIT
 
 
 def test_oversized_event_is_refused_before_sending(server):
