@@ -23,6 +23,13 @@ from .errors import (
     StoreFullError,
     VersionConflictError,
 )
+from .jetstream import (
+    AtomicBatchUnsupportedError,
+    JetStreamConfig,
+    JetStreamEventStore,
+    SyncJetStreamEventStore,
+    TransactionConflictError,
+)
 from .lmdb_store import Durability, LmdbEventStore
 from .memory import InMemoryEventStore
 from .model import (
@@ -53,6 +60,7 @@ __all__ = [
     "USER_ID",
     "ActorSnapshot",
     "AetherError",
+    "AtomicBatchUnsupportedError",
     "BusClosedError",
     "BusMetrics",
     "BusSubscription",
@@ -69,6 +77,8 @@ __all__ = [
     "InvalidInputError",
     "InvalidNamespaceError",
     "InvalidTypeError",
+    "JetStreamConfig",
+    "JetStreamEventStore",
     "LmdbEventStore",
     "NotifyingStore",
     "PublishTimeoutError",
@@ -83,6 +93,8 @@ __all__ = [
     "StoreFullError",
     "SubscriberOverflowError",
     "Subscription",
+    "SyncJetStreamEventStore",
+    "TransactionConflictError",
     "VersionConflict",
     "VersionConflictError",
     "validate_actor_pattern",

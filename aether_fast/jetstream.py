@@ -14,7 +14,7 @@ Concurrency is enforced by the server: every write carries
 writers racing on one actor cannot both win, in any number of processes. The last
 sequence and version of each actor this store wrote or read are kept as a hint; a stale
 hint costs one more round trip (the server refuses, the store reads the actor's last
-message and checks again), never a wrong answer. ``Nats-Msg-Id`` is the event id, so a
+message and checks again), never a wrong answer; the hint holds two ints per actor. ``Nats-Msg-Id`` is the event id, so a
 resent publish is not stored twice; a resent ``append`` whose events are already stored
 at those versions returns their positions (an idempotent retry).
 
@@ -25,12 +25,23 @@ not allow atomic batches, a multi-event append raises :class:`AtomicBatchUnsuppo
 before sending anything. A batch (or transaction) holds at most ``max_batch`` events: the
 server's ``jetstream { limits { batch { max_msgs } } }``, 1000 by default.
 
-Durability: JetStream acknowledges a write once it is in the stream's store on a quorum
-of replicas, but by default it flushes to disk only every ``sync_interval`` (2 minutes,
-server option ``jetstream { sync_interval: ... }``), not per message. With one replica a
-machine crash (not a process crash) can lose acknowledged events; use ``replicas=3`` (the
-quorum survives one machine) and/or start the servers with ``sync_interval: always``
-(fsync every write, slower) for LMDB-``"sync"``-like durability.
+``transaction()`` keeps the writes of a block back and commits them at its end as one
+atomic batch over several actors, guarded by ``Nats-Expected-Last-Sequence``: it commits
+only if nothing else was written to the stream meanwhile (else TransactionConflictError,
+nothing stored), so the positions handed out inside the block are exact.
+
+Reads use direct gets (``allow_direct``) and, for long ``read_all`` scans, an ephemeral
+push consumer. In a cluster a direct get may be answered by a replica that lags behind;
+an answer older than what this store has itself written or seen is asked again, so a
+store always reads its own writes (reads by other stores may lag by a few milliseconds).
+
+Durability: JetStream acknowledges a write once a quorum of replicas has it, but by
+default it fsyncs only every ``sync_interval`` (2 minutes; server option ``jetstream {
+sync_interval: ... }``), not per message. So with ``replicas=1`` an OS crash or power loss
+(not a process crash) can lose acknowledged events, and with ``replicas=3`` a correlated
+loss of power on a quorum can too. To make every acknowledged event durable, run the
+servers with ``jetstream { sync_interval: always }`` (an fsync per write, slower),
+ideally with ``replicas=3`` as well.
 """
 
 from __future__ import annotations
