@@ -25,7 +25,8 @@ at once while the leader's event loop runs. A graceful stop deletes the lease.
 Shards: only the leader assigns; the assignment of all ``shards`` (1024) is one value in the
 KV bucket ``aether-shard-assignments`` (key ``assignments``), written with
 update-with-revision and carrying the writer's term. Every node watches it and knows its
-own shards. The leader writes a new assignment only when the set of live nodes changes; the
+own shards (and reads it again every ``renew_interval``, in case a watch stalled on a lost
+server). The leader writes a new assignment only when the set of live nodes changes; the
 placement strategy (the consistent hash ring by default) moves only the shards that must
 move: those of a departed node, or those the ring gives to a new one. A write whose stored
 term is newer than the writer's makes the writer step down (fencing a deposed leader).
@@ -131,7 +132,9 @@ class ClusterConfig:
     ``lease_ttl`` / ``renew_interval``: the leader lease (the leader steps down after
     ``0.8 * lease_ttl`` without a successful renewal); ``shards``: shard count;
     ``replicas``: replicas of the two KV buckets (3 on a 3-server cluster);
-    ``request_timeout``: bound of every other NATS request; ``settle``: how long a freshly
+    ``request_timeout``: bound of every other NATS request; ``start_timeout``: how long
+    ``start()`` retries its setup (a replicated bucket may still be electing its leader);
+    ``settle``: how long a freshly
     started node that becomes leader listens to heartbeats before its first assignment
     (default one heartbeat interval). Names default to Aether's.
     """
@@ -143,6 +146,7 @@ class ClusterConfig:
     shards: int = DEFAULT_SHARDS
     replicas: int = 1
     request_timeout: float = 2.0
+    start_timeout: float = 15.0
     settle: float | None = None
     discovery_subject: str = DISCOVERY_SUBJECT
     election_bucket: str = ELECTION_BUCKET
@@ -150,7 +154,8 @@ class ClusterConfig:
     namespace: str = CLUSTER_NAMESPACE
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval", "failure_timeout", "lease_ttl", "renew_interval", "request_timeout"):
+        for name in ("heartbeat_interval", "failure_timeout", "lease_ttl", "renew_interval", "request_timeout",
+                     "start_timeout"):
             _check_seconds(name, getattr(self, name))
         if self.settle is not None:
             _check_seconds("settle", self.settle, allow_zero=True)
@@ -420,31 +425,49 @@ class ClusterNode:
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
         cfg = self.config
-        try:
-            self._js = self._nc.jetstream(timeout=cfg.request_timeout)
-            self._election_kv = await self._open_bucket(cfg.election_bucket, ttl=cfg.lease_ttl, history=1)
-            self._shard_kv = await self._open_bucket(cfg.shard_bucket, ttl=None, history=8)
-            _, current = await self._read_assignment()
-            if current is not None and len(current.owners) != cfg.shards:
-                raise ClusterConfigError(
-                    f"the stored assignment in {cfg.shard_bucket!r} has {len(current.owners)} shards, "
-                    f"this node is configured for {cfg.shards}"
-                )
-            self._sub = await self._nc.subscribe(cfg.discovery_subject, cb=self._on_heartbeat)
-            self._watchers.append(await self._election_kv.watch(LEADER_KEY))
-            self._watchers.append(await self._shard_kv.watch(ASSIGNMENT_KEY))
-        except BaseException:
-            await self._close_subscriptions()
-            self._stopped = True
-            raise
+        self._js = self._nc.jetstream(timeout=cfg.request_timeout)
+        deadline = self._started_at + cfg.start_timeout
+        while True:
+            try:
+                current = await self._setup()
+                break
+            except _NATS_ERRORS as err:   # e.g. a replicated bucket still electing its leader
+                await self._close_subscriptions()
+                if self._loop.time() + cfg.request_timeout > deadline:
+                    self._stopped = True
+                    raise ClusterError(
+                        f"cluster node {self.node_id!r} could not set up within start_timeout "
+                        f"({cfg.start_timeout} s): {err!r}"
+                    ) from err
+                log.info("cluster node %s: setup failed, retrying: %r", self.node_id, err)
+            except BaseException:
+                await self._close_subscriptions()
+                self._stopped = True
+                raise
         if current is not None:
             self._apply_assignment(current)
         await self._send_heartbeat(hello=True)
         self._tasks = [asyncio.create_task(coro, name=f"cluster-{self.node_id}-{coro.__name__}") for coro in (
             self._heartbeat_loop(), self._monitor_loop(), self._election_loop(), self._rebalance_loop(),
-            self._watch_leader(self._watchers[0]), self._watch_assignment(self._watchers[1]),
+            self._watch_leader(self._watchers[0]), self._watch_assignment(self._watchers[1]), self._resync_loop(),
         )]
         return self
+
+    async def _setup(self) -> ShardAssignment | None:
+        """Buckets, the stored assignment, the discovery subscription and the two watches."""
+        cfg = self.config
+        self._election_kv = await self._open_bucket(cfg.election_bucket, ttl=cfg.lease_ttl, history=1)
+        self._shard_kv = await self._open_bucket(cfg.shard_bucket, ttl=None, history=8)
+        _, current = await self._read_assignment()
+        if current is not None and len(current.owners) != cfg.shards:
+            raise ClusterConfigError(
+                f"the stored assignment in {cfg.shard_bucket!r} has {len(current.owners)} shards, "
+                f"this node is configured for {cfg.shards}"
+            )
+        self._sub = await self._nc.subscribe(cfg.discovery_subject, cb=self._on_heartbeat)
+        self._watchers.append(await self._election_kv.watch(LEADER_KEY))
+        self._watchers.append(await self._shard_kv.watch(ASSIGNMENT_KEY))
+        return current
 
     async def stop(self) -> None:
         """Leave gracefully: release the lease if leading, announce the leave, stop the loops.
@@ -766,6 +789,19 @@ class ClusterNode:
             assignment = _parse_assignment(entry.revision, entry.value)
             if assignment is not None:
                 self._apply_assignment(assignment)
+
+    async def _resync_loop(self) -> None:
+        """Read the assignment every ``renew_interval``: a watch whose consumer lived on a
+        lost server stalls until the client notices, and this bounds the staleness."""
+        while not self._stopped:
+            await asyncio.sleep(self.config.renew_interval)   # the resync period
+            try:
+                _, current = await self._read_assignment()
+            except _NATS_ERRORS as err:
+                log.debug("cluster node %s: assignment resync failed: %r", self.node_id, err)
+                continue
+            if current is not None:
+                self._apply_assignment(current)
 
     def _apply_assignment(self, new: ShardAssignment) -> None:
         old = self._assignment

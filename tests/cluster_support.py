@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from aether_fast.cluster import ClusterConfig, ClusterNode
+
+T = TypeVar("T")
 
 WAIT = 30.0   # upper bound of a wait; never reached when things work, generous for a loaded machine
 
@@ -114,3 +117,21 @@ class BlackholeProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for writer in self._writers:
             writer.close()
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = WAIT,
+                     step: float = 0.05) -> T:
+    """Await ``probe()`` until it returns a truthy value, and return it; AssertionError
+    naming ``what`` after ``timeout`` s (errors of the probe count as "not yet")."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            value = await probe()
+            if value:
+                return value
+        except Exception as err:  # noqa: BLE001 - a probe over a failing server: try again
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")
+        await asyncio.sleep(step)   # a poll interval bounded by the deadline
