@@ -249,8 +249,16 @@ class HashRing(_native.HashRing):
         points, owners, _ = self._table_arrays()
         return np.frombuffer(points, dtype=np.uint32), np.frombuffer(owners, dtype=np.int32)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        return _ring_from, (type(self), {node: self.weight(node) for node in self.nodes}, self._vnodes)
+
     def __repr__(self) -> str:
         return f"HashRing({len(self)} nodes, vnodes={self._vnodes})"
+
+
+def _ring_from(cls: type[HashRing], nodes: dict[str, float], vnodes: int) -> HashRing:
+    """Unpickles a ring (its nodes in the order they were added, their weights, vnodes)."""
+    return cls(nodes, vnodes=vnodes)
 
 
 # -- shards ----------------------------------------------------------------------------------

@@ -8,16 +8,17 @@
 # in UTF-8 byte order holds it, so the answer never depends on the order nodes were added.
 #
 # Lookup: the sorted points are split into 2**bits buckets by their top bits (about two
-# buckets per point); a bucket index gives the first candidate point, so one lookup is one
-# hash, one bucket read and on average under one extra comparison. The table is an
-# immutable object replaced on every change, so a lookup that released the GIL keeps a
-# consistent ring even while another thread adds or removes a node.
+# buckets per point); a bucket index gives the first candidate point, then a fixed number
+# of branch-free steps (the most points of any bucket, a handful) reach the owner, with no
+# binary search and no mispredicted branch. The table is an immutable object replaced on
+# every change (with the GIL held), so a lookup that released the GIL keeps a consistent
+# ring even while another thread adds or removes a node.
 
 from cpython.bytes cimport PyBytes_Check
 from cpython.exc cimport PyErr_Clear
-from cpython.list cimport PyList_CheckExact, PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_CheckExact, PyList_GET_SIZE
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_Check
 from libc.stddef cimport ptrdiff_t
@@ -28,9 +29,19 @@ cdef extern from "murmur3.h" nogil:
     uint32_t af_murmur3_32(const void *key, size_t len, uint32_t seed)
     ptrdiff_t af_ucs4_to_utf8(const uint32_t *src, size_t n, unsigned char *dst)
 
+cdef extern from *:
+    void __builtin_prefetch(const void *p) nogil
+
 cdef extern from "Python.h":
     # Without Cython's exception check: NULL (a lone surrogate) becomes InvalidInputError.
     const char *_utf8_or_null "PyUnicode_AsUTF8AndSize"(object s, Py_ssize_t *size)
+    # The batch gather works on borrowed pointers, without Cython's reference counting.
+    bint _is_exact_str "PyUnicode_CheckExact"(PyObject *o)
+    bint _is_compact_ascii "PyUnicode_IS_COMPACT_ASCII"(PyObject *o)
+    void *_str_data "PyUnicode_DATA"(PyObject *o)
+    Py_ssize_t _str_len "PyUnicode_GET_LENGTH"(PyObject *o)
+    void _incref "Py_INCREF"(PyObject *o)
+    void _decref "Py_DECREF"(PyObject *o)
 
 
 class EmptyRingError(AetherError, LookupError):
@@ -40,6 +51,8 @@ class EmptyRingError(AetherError, LookupError):
 cdef enum:
     _RING_CHUNK = 1024       # keys gathered with the GIL, then hashed and looked up without it
     _RING_MAX_BITS = 20
+    _RING_BUCKETS_PER_POINT = 2
+    _RING_PREFETCH = 16      # keys ahead whose object is fetched into the cache during the gather
 
 
 cdef struct _Table:
@@ -48,14 +61,20 @@ cdef struct _Table:
     int32_t *owners          # node index (into the table's names) of each point
     uint32_t *start          # per bucket: index of the first point >= the bucket's lowest hash
     int shift                # 32 - bits
+    int steps                # the most points in one bucket
 
 
 cdef inline int32_t _ring_find(const _Table *t, uint32_t h) noexcept nogil:
-    """The owner of hash ``h``: the first point strictly greater than ``h``, wrapping."""
+    """The owner of hash ``h``: the first point strictly greater than ``h``, wrapping.
+
+    At most ``steps`` points of h's bucket are <= h, so ``steps`` branch-free steps from the
+    bucket's first point reach the answer; past the last point, ``steps + 1`` padding
+    points (0xFFFFFFFF, owned by the first point's node) make the wrap-around."""
     cdef Py_ssize_t i = t.start[h >> t.shift]
-    while i < t.n and t.points[i] <= h:
-        i += 1
-    return t.owners[0] if i == t.n else t.owners[i]
+    cdef int s
+    for s in range(t.steps):
+        i += t.points[i] <= h
+    return t.owners[i]
 
 
 cdef int _cmp_u64(const void *a, const void *b) noexcept nogil:
@@ -93,11 +112,11 @@ cdef _RingTable _build_table(list names, list points):
     cdef uint64_t *entries = <uint64_t *>malloc(total * sizeof(uint64_t))
     cdef int32_t *index_of_rank = <int32_t *>malloc(k * sizeof(int32_t))
     cdef int bits = 4
-    while bits < _RING_MAX_BITS and (<Py_ssize_t>1 << bits) < 2 * total:
+    while bits < _RING_MAX_BITS and (<Py_ssize_t>1 << bits) < _RING_BUCKETS_PER_POINT * total:
         bits += 1
-    cdef Py_ssize_t buckets = <Py_ssize_t>1 << bits
-    tab.t.points = <uint32_t *>malloc(total * sizeof(uint32_t))
-    tab.t.owners = <int32_t *>malloc(total * sizeof(int32_t))
+    cdef Py_ssize_t buckets = <Py_ssize_t>1 << bits, padded = 2 * total + 1     # steps <= total
+    tab.t.points = <uint32_t *>malloc(padded * sizeof(uint32_t))
+    tab.t.owners = <int32_t *>malloc(padded * sizeof(int32_t))
     tab.t.start = <uint32_t *>malloc(buckets * sizeof(uint32_t))
     if entries == NULL or index_of_rank == NULL or tab.t.points == NULL or tab.t.owners == NULL \
             or tab.t.start == NULL:
@@ -122,12 +141,21 @@ cdef _RingTable _build_table(list names, list points):
         tab.t.owners[i] = index_of_rank[entries[i] & 0xFFFFFFFFULL]
     tab.t.n = total
     tab.t.shift = 32 - bits
+    tab.t.steps = 0
     j = 0
     for i in range(buckets):
         lo = <uint64_t>i << tab.t.shift
+        m = j
         while j < total and tab.t.points[j] < lo:
             j += 1
         tab.t.start[i] = <uint32_t>j
+        if i > 0 and j - m > tab.t.steps:
+            tab.t.steps = <int>(j - m)
+    if total - j > tab.t.steps:
+        tab.t.steps = <int>(total - j)
+    for i in range(total, total + tab.t.steps + 1):
+        tab.t.points[i] = 0xFFFFFFFF
+        tab.t.owners[i] = tab.t.owners[0]
     free(entries)
     free(index_of_rank)
     return tab
@@ -137,6 +165,9 @@ cdef const char *_key_utf8(object key, Py_ssize_t *size, Py_ssize_t index) excep
     """The bytes of a ring key (a str as UTF-8, bytes as they are); ``index`` >= 0 names
     the key's place in a batch in the error message."""
     cdef const char *p
+    if _is_exact_str(<PyObject *>key) and _is_compact_ascii(<PyObject *>key):    # its bytes are its UTF-8
+        size[0] = _str_len(<PyObject *>key)
+        return <const char *>_str_data(<PyObject *>key)
     if PyUnicode_Check(key):
         p = _utf8_or_null(key, size)
         if p != NULL:
@@ -173,23 +204,31 @@ cdef int _fill_seq(object seq, uint32_t seed, const _Table *t, uint32_t[::1] out
     cdef Py_ssize_t lens[_RING_CHUNK]
     cdef PyObject *objs[_RING_CHUNK]
     cdef PyObject *obj
+    cdef PyObject **items
     while start < n:
         if is_list and PyList_GET_SIZE(seq) != n:
             raise RuntimeError("the list of keys changed size during the lookup")
         m = min(<Py_ssize_t>_RING_CHUNK, n - start)
         held = 0
+        items = PySequence_Fast_ITEMS(seq) + start      # re-read: a list may have moved its array
         try:
             for j in range(m):
-                obj = PyList_GET_ITEM(seq, start + j) if is_list else PyTuple_GET_ITEM(seq, start + j)
-                ptrs[j] = _key_utf8(<object>obj, &lens[j], start + j)
-                Py_INCREF(<object>obj)
+                if j + _RING_PREFETCH < m:
+                    __builtin_prefetch(items[j + _RING_PREFETCH])
+                obj = items[j]
+                if _is_exact_str(obj) and _is_compact_ascii(obj):     # as in _key_utf8, inlined
+                    ptrs[j] = <const char *>_str_data(obj)
+                    lens[j] = _str_len(obj)
+                else:
+                    ptrs[j] = _key_utf8(<object>obj, &lens[j], start + j)
+                _incref(obj)
                 objs[j] = obj
                 held += 1
             with nogil:
                 _hash_chunk(ptrs, lens, m, seed, t, &out[start])
         finally:
             for j in range(held):
-                Py_DECREF(<object>objs[j])
+                _decref(objs[j])
         start += m
     return 0
 

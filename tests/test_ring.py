@@ -101,6 +101,16 @@ def test_owner_follows_the_documented_rule(nodes, keys, vnodes):
     assert [ring.owner(k) for k in keys] == [reference_owner(counts, k) for k in keys]
 
 
+@given(node_sets, st.integers(1, 5))
+@settings(deadline=None, max_examples=30)
+def test_a_key_on_a_point_belongs_to_the_next_point(nodes, vnodes):
+    ring = HashRing(nodes, vnodes=vnodes)
+    on_points = [f"{n}-{i}" for n in nodes for i in range(vnodes)]      # each hashes to a point exactly
+    counts = dict.fromkeys(nodes, vnodes)
+    assert ring.owners(on_points).tolist() == [ring.owner_index(k) for k in on_points]
+    assert [ring.owner(k) for k in on_points] == [reference_owner(counts, k) for k in on_points]
+
+
 @given(node_sets)
 @settings(deadline=None, max_examples=30)
 def test_points_are_the_virtual_node_hashes(nodes):
@@ -143,6 +153,20 @@ def test_weights_scale_the_virtual_nodes(million_keys):
     share = np.bincount(ring.owners(million_keys), minlength=3) / len(million_keys)
     expected = np.array([1, 2, 0.5]) / 3.5
     assert np.all(np.abs(share / expected - 1) < SHARE_BOUND), share
+
+
+def test_a_ring_pickles_and_copies_with_its_nodes_weights_and_vnodes():
+    import copy
+    import pickle
+
+    ring = HashRing({"a": 1, "b": 2.5, "c": 0.2}, vnodes=40)
+    ring.remove_node("a")
+    ring.add_node("a")
+    keys = [f"k{i}" for i in range(2000)]
+    for other in (pickle.loads(pickle.dumps(ring)), copy.copy(ring), copy.deepcopy(ring)):
+        assert type(other) is HashRing and other.nodes == ("b", "c", "a") and other.vnodes == 40
+        assert [other.vnodes_of(n) for n in other.nodes] == [100, 8, 40]
+        assert np.array_equal(other.owners(keys), ring.owners(keys))
 
 
 def test_vnodes_is_configurable():
