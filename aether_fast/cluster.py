@@ -20,7 +20,9 @@ the bucket's TTL (``lease_ttl``) expires an unrenewed lease, and the server's ex
 wakes the other nodes at once. A leader that has not renewed within ``0.8 * lease_ttl`` of
 its last successful renewal (measured from before that request was sent) steps down on its
 own, before the server can expire its lease: no two leaders in one term, and no two leaders
-at once while the leader's event loop runs. A graceful stop deletes the lease.
+at once while the leader's event loop runs. A graceful stop deletes the lease. Leadership
+notices come as callbacks (``on_became_leader(term)``, ``on_lost_leadership(term)``,
+``on_new_leader(leader_id, term)``) and as the async stream ``node.leadership_changes()``.
 
 Shards: only the leader assigns; the assignment of all ``shards`` (1024) is one value in the
 KV bucket ``aether-shard-assignments`` (key ``assignments``), written with
@@ -48,6 +50,9 @@ has ``observer`` (the reporting node id):
                     whose owner changed; the first assignment a node sees lists every
                     shard, from None)
 =================== =====================================================================
+
+``node.metrics()`` is a snapshot (ClusterMetrics): ``is_leader``, ``term``, ``owned_shards``,
+``live_nodes`` and counters of heartbeats, elections, rebalances.
 
 Limits: a node cut off from NATS keeps believing in its last assignment until it
 reconnects (the assignment fences writers, not readers); a leader whose event loop is
