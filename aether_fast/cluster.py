@@ -560,8 +560,9 @@ class ClusterNode:
         try:
             beat = orjson.loads(msg.data)
             node_id, incarnation, state = beat["node_id"], beat["incarnation"], beat["state"]
-            if not (isinstance(node_id, str) and isinstance(incarnation, str) and state in ("alive", "leaving")):
-                raise ValueError("bad field types")
+            check_id(node_id, "node_id")
+            if not (isinstance(incarnation, str) and state in ("alive", "leaving")):
+                raise ValueError("bad incarnation or state")
         except (ValueError, KeyError, TypeError) as err:
             log.warning("cluster node %s: ignored a malformed heartbeat %r: %s", self.node_id, msg.data[:200], err)
             return

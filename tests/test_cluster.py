@@ -383,13 +383,14 @@ def test_malformed_heartbeats_and_a_duplicate_node_id_are_reported_not_trusted(s
             try:
                 subject = group.config.discovery_subject
                 for garbage in (b"not json", b"[1, 2]", b'{"node_id": 5, "incarnation": "x", "state": "alive"}',
-                                b'{"node_id": "z", "incarnation": "x", "state": "dancing"}'):
+                                b'{"node_id": "z", "incarnation": "x", "state": "dancing"}',
+                                b'{"node_id": "", "incarnation": "x", "state": "alive"}'):
                     await nc.publish(subject, garbage)
                 await nc.publish(subject, b'{"node_id": "a", "incarnation": "other", "state": "alive"}')
                 await nc.flush()
-                await wait_until(lambda: sum("malformed heartbeat" in r.message for r in caplog.records) == 4
+                await wait_until(lambda: sum("malformed heartbeat" in r.message for r in caplog.records) == 5
                                  and any("same node id" in r.message for r in caplog.records),
-                                 "four malformed heartbeats and the duplicate id logged")
+                                 "five malformed heartbeats and the duplicate id logged")
                 assert node.live_nodes == {"a"}
                 assert not group.of_type("a", NODE_JOINED)
             finally:
