@@ -23,6 +23,13 @@ from .errors import (
     StoreFullError,
     VersionConflictError,
 )
+from .jetstream import (
+    AtomicBatchUnsupportedError,
+    JetStreamConfig,
+    JetStreamEventStore,
+    SyncJetStreamEventStore,
+    TransactionConflictError,
+)
 from .lmdb_store import Durability, LmdbEventStore
 from .memory import InMemoryEventStore
 from .model import (
@@ -55,6 +62,7 @@ __all__ = [
     "USER_ID",
     "ActorSnapshot",
     "AetherError",
+    "AtomicBatchUnsupportedError",
     "BusClosedError",
     "BusMetrics",
     "BusSubscription",
@@ -73,6 +81,8 @@ __all__ = [
     "InvalidInputError",
     "InvalidNamespaceError",
     "InvalidTypeError",
+    "JetStreamConfig",
+    "JetStreamEventStore",
     "LmdbEventStore",
     "MalformedMessageError",
     "NatsBusError",
@@ -94,6 +104,8 @@ __all__ = [
     "StoreFullError",
     "SubscriberOverflowError",
     "Subscription",
+    "SyncJetStreamEventStore",
+    "TransactionConflictError",
     "VersionConflict",
     "VersionConflictError",
     "shard_for",
