@@ -119,10 +119,11 @@ class JetStreamConfig:
     """Stream settings, with Aether's defaults: file storage, one replica, one year.
 
     ``max_age`` (seconds, 0 = forever), ``max_bytes`` and ``max_msgs`` (-1 = unlimited)
-    are the stream's retention limits; ``duplicate_window`` (seconds) how long the server
-    remembers message ids; ``max_batch`` the most events of one append or transaction (set
-    it to the servers' ``jetstream.limits.batch.max_msgs``, default 1000); ``timeout`` bounds one request and ``retry_for`` how long a
-    write or read is retried through timeouts and leader elections."""
+    are the stream's retention limits; ``duplicate_window`` (seconds, 0: the server's
+    2 minutes) how long the server remembers message ids; ``max_batch`` the most events of
+    one append or transaction (the servers' ``jetstream.limits.batch.max_msgs``, default
+    1000); ``timeout`` bounds one request and ``retry_for`` how long a write or read is
+    retried through timeouts and leader elections."""
 
     stream: str = "events"
     subject_prefix: str = "aether.store"
@@ -148,8 +149,9 @@ class JetStreamConfig:
             raise InvalidInputError(f"subject_prefix must be dot-separated tokens, got {self.subject_prefix!r}")
         for name in ("max_age", "duplicate_window", "timeout", "retry_for"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InvalidInputError(f"{name} must be a number of seconds >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                    name == "timeout" and value == 0):
+                raise InvalidInputError(f"{name} must be a number of seconds >= 0 (timeout > 0), got {value!r}")
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise InvalidInputError(f"max_batch must be a positive int, got {self.max_batch!r}")
         for name in ("max_bytes", "max_msgs"):
@@ -210,8 +212,9 @@ class JetStreamEventStore:
         self._owns = owns_connection
         self._bus = bus
         self._tips: dict[str, tuple[int, int]] = {}      # actor -> (last sequence, version): a hint
-        # the highest sequence of each stream this store has seen: a direct get may be served
-        # by a replica that lags behind, and an answer older than this is retried
+        self._snap_seqs: dict[str, int] = {}              # actor -> its snapshot's sequence seen last
+        # the highest sequence of the events stream this store has seen: a direct get may be
+        # served by a replica that lags behind, and an answer older than this is retried
         self._seen = 0
         self.atomic_batches = False
         self.max_event_bytes = int(nc.max_payload)
@@ -250,7 +253,7 @@ class JetStreamEventStore:
                   "discard": "old", "allow_direct": True, "metadata": {"aether_namespace": self.namespace}}
         events = {**common, "name": self.stream, "subjects": [self._subject_base + "*"],
                   "max_age": _nanos(cfg.max_age), "max_bytes": cfg.max_bytes, "max_msgs": cfg.max_msgs,
-                  "duplicate_window": _nanos(cfg.duplicate_window) or _nanos(120.0),
+                  "duplicate_window": _nanos(cfg.duplicate_window),
                   "allow_atomic": _server_supports_batches(self._nc)}
         snapshots = {**common, "name": self.snapshot_stream, "subjects": [self._snap_base + "*"],
                      "max_msgs_per_subject": 1}
@@ -577,18 +580,22 @@ class JetStreamEventStore:
             return
         subject = self._snap_base + actor_token(actor_id)
         payload = _SNAP_HEADER.pack(version, ts_ns, raw) + state
+        at_least = self._snap_seqs.get(actor_id, 0)
         for _ in range(1000):
-            current = await self._direct_last(self.snapshot_stream, subject)
+            current = await self._direct_last(self.snapshot_stream, subject, at_least)
             seq = 0
             if current is not None:
-                seq = int(current.headers["Nats-Sequence"])
+                seq = self._snap_seqs[actor_id] = int(current.headers["Nats-Sequence"])
                 if _SNAP_HEADER.unpack_from(current.data)[0] > version:
                     return
             ack = await self._retrying(lambda s=seq: self._request(
                 subject, payload, {"Nats-Expected-Last-Subject-Sequence": str(s)}))
-            error = orjson.loads(ack.data).get("error")
+            reply = orjson.loads(ack.data)
+            error = reply.get("error")
             if error is None:
+                self._snap_seqs[actor_id] = reply["seq"]
                 return
+            at_least = _wrong_last(error)
             if error.get("err_code") != _ERR_WRONG_LAST_SEQUENCE:
                 raise StorageError(f"JetStream refused the snapshot of {actor_id!r}: {error.get('description')}")
         raise StorageError(f"snapshot of {actor_id!r}: no write succeeded after 1000 attempts")
@@ -863,7 +870,8 @@ class JetStreamEventStore:
         """The actor's snapshot with the highest version, or None."""
         self._check_open()
         check_actor_id(actor_id)
-        msg = await self._direct_last(self.snapshot_stream, self._snap_base + actor_token(actor_id))
+        msg = await self._direct_last(self.snapshot_stream, self._snap_base + actor_token(actor_id),
+                                      self._snap_seqs.get(actor_id, 0))
         latest = None
         if msg is not None:
             version, ts_ns, raw = _SNAP_HEADER.unpack_from(msg.data)
@@ -920,12 +928,12 @@ def _check_limit(limit: object) -> int | None:
 
 
 def _server_supports_batches(nc: Client) -> bool:
-    version = str(nc._server_info.get("version", "0"))
+    """Whether the connected server has atomic batch publish (nats-server 2.12+)."""
+    version = nc.connected_server_version
     try:
-        major, minor = (int(x) for x in version.split("-")[0].split(".")[:2])
-    except ValueError:
+        return (version.major, version.minor) >= (2, 12)
+    except (TypeError, ValueError):
         return False
-    return (major, minor) >= (2, 12)
 
 
 def columns_of(rows: list[Event]) -> ColumnarEvents:
