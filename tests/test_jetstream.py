@@ -184,7 +184,7 @@ def test_defaults_are_aethers(server):
 
 def test_bad_config_is_refused():
     for bad in ({"replicas": 0}, {"storage": "disk"}, {"max_age": -1}, {"stream": "a.b"},
-                {"subject_prefix": "a..b"}, {"max_bytes": 0}):
+                {"subject_prefix": "a..b"}, {"max_bytes": 0}, {"timeout": 0}, {"max_batch": 0}):
         with pytest.raises(InvalidInputError, match=str(next(iter(bad.values())))):
             JetStreamConfig(**bad)
 
@@ -434,6 +434,12 @@ def test_reads_older_than_what_the_store_has_seen_are_retried(server):
         assert a.get_latest_version("x") == 3
         assert [e.version for e in a.get_events("x")] == [1, 2, 3]
         assert [e.position for e in a.read_all()] == [1, 2, 3]
+        a.save_snapshot(ActorSnapshot("x", 1, {}))
+        a.store._snap_seqs["x"] = 2                  # as if it had written the snapshot stream's seq 2
+        with pytest.raises(StorageError, match="did not answer"):
+            a.get_latest_snapshot("x")
+        b.save_snapshot(ActorSnapshot("x", 3, {"n": 3}))
+        assert a.get_latest_snapshot("x").state == {"n": 3}
 
 
 # -- transactions ------------------------------------------------------------------------------
