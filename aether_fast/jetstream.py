@@ -97,6 +97,7 @@ if TYPE_CHECKING:
 
 YEAR_SECONDS = 365 * 24 * 3600.0
 _CHUNK = 1024                     # messages per batched direct get
+_HEARTBEAT = 2.0                  # seconds between a stream consumer's idle heartbeats
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _STREAM_CHARS = re.compile(r"[^A-Za-z0-9_]")
 _WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
@@ -195,8 +196,8 @@ class JetStreamEventStore:
     ``store = await JetStreamEventStore.open("nats://127.0.0.1:4222", namespace="tenant-a")``
     (a URL, a list of URLs, or a connected ``nats.aio.client.Client``, which the store then
     does not close). Every method of the EventStore and SnapshotStore protocols is a
-    coroutine here, except ``read_all`` (an async iterator, arguments checked at the call)
-    and ``close``/``closed``. ``bus``: an object with ``publish(namespace, event)`` (sync or
+    coroutine here, except ``read_all`` and ``subscribe`` (async iterators, arguments
+    checked at the call), ``transaction`` (an async context manager) and ``closed``. ``bus``: an object with ``publish(namespace, event)`` (sync or
     async), given an ``EventStored`` notice after each stored event.
     """
 
@@ -792,17 +793,21 @@ class JetStreamEventStore:
 
         return events()
 
-    async def _stream_range(self, start: int, end: int) -> AsyncIterator[list[Event]]:
-        """Events ``start..end`` in chunks, pushed by an ephemeral ordered consumer (no acks,
-        flow control); a gap in its delivery (a slow subscriber) restarts it after the last
+    async def _stream_range(self, start: int, end: int | None) -> AsyncIterator[list[Event]]:
+        """Events from ``start`` to ``end`` (None: on and on, live), in chunks, pushed by an
+        ephemeral ordered consumer (no acks, flow control). A gap in its delivery (a slow
+        subscriber), or heartbeats that stop (a lost consumer), restart it after the last
         event received. Cheaper per message than direct gets (no per-message headers)."""
-        while start <= end:
+        loop = asyncio.get_running_loop()
+        while end is None or start <= end:
             ready = asyncio.Event()
             box: list[Event] = []
-            state = {"next_cseq": 1, "restart": False, "done": False}
+            state: dict[str, Any] = {"next_cseq": 1, "restart": False, "done": False, "error": None,
+                                     "alive": loop.time()}
 
             async def on_msg(msg: Any, box: list[Event] = box, ready: asyncio.Event = ready,
                              state: dict = state) -> None:
+                state["alive"] = loop.time()
                 headers = msg.headers
                 if headers and "Status" in headers:
                     if msg.reply:       # flow control: answer so delivery goes on
@@ -811,16 +816,19 @@ class JetStreamEventStore:
                 tokens = msg.reply.split(".")
                 sseq, cseq = (int(tokens[5]), int(tokens[6])) if len(tokens) == 9 else (
                     int(tokens[7]), int(tokens[8]))
-                if cseq != state["next_cseq"] or state["done"]:
+                if cseq != state["next_cseq"] or state["done"] or state["error"]:
                     state["restart"] = True
                     ready.set()
                     return
                 state["next_cseq"] = cseq + 1
-                if sseq <= end:
-                    box.append(decode_record(msg.data, sseq))
-                if sseq >= end:
+                if end is None or sseq <= end:
+                    try:
+                        box.append(decode_record(msg.data, sseq))
+                    except CorruptRecordError as err:   # reported, never skipped
+                        state["error"] = err
+                if end is not None and sseq >= end:
                     state["done"] = True
-                if len(box) >= _CHUNK or state["done"]:
+                if end is None or len(box) >= _CHUNK or state["done"] or state["error"]:
                     ready.set()
 
             inbox = self._nc.new_inbox()
@@ -828,26 +836,47 @@ class JetStreamEventStore:
             name = f"aether_{uuid.uuid4().hex}"
             config = {"name": name, "deliver_subject": inbox, "deliver_policy": "by_start_sequence",
                       "opt_start_seq": start, "ack_policy": "none", "flow_control": True,
-                      "idle_heartbeat": _nanos(5.0), "mem_storage": True, "num_replicas": 1,
+                      "idle_heartbeat": _nanos(_HEARTBEAT), "mem_storage": True, "num_replicas": 1,
                       "inactive_threshold": _nanos(30.0)}
             try:
                 await self._api(f"$JS.API.CONSUMER.CREATE.{self.stream}.{name}",
                                 orjson.dumps({"stream_name": self.stream, "config": config}))
                 while True:
                     try:
-                        await asyncio.wait_for(ready.wait(), self.config.retry_for)
+                        await asyncio.wait_for(ready.wait(), _HEARTBEAT)
                     except asyncio.TimeoutError:
-                        raise StorageError(f"no events from the stream consumer within {self.config.retry_for} s")
+                        if loop.time() - state["alive"] > 3 * _HEARTBEAT:
+                            break        # no heartbeat: the consumer is gone; start another
+                        continue
                     ready.clear()
                     chunk, box[:] = box[:], []
                     if chunk:
                         start = chunk[-1].position + 1
                         yield chunk
+                    if state["error"] is not None:
+                        raise state["error"]
                     if state["restart"] or state["done"]:
                         break
             finally:
                 await sub.unsubscribe()
-                await self._nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"")
+                if not self._nc.is_closed:
+                    await self._nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"")
+
+    def subscribe(self, from_position: int = 1, *, event_types: Iterable[str] | None = None) -> AsyncIterator[Event]:
+        """Every event from ``from_position`` on, history then live, in position order with no
+        gap or repeat, pushed by the server (no polling): ``async for event in
+        store.subscribe(...)``; close the iterator (``aclose()``, or leave the loop) to stop."""
+        self._check_open()
+        position = check_position(from_position, "from_position")
+        types = _check_event_types(event_types)
+
+        async def events() -> AsyncIterator[Event]:
+            async for chunk in self._stream_range(position, None):
+                for event in chunk:
+                    if types is None or event.event_type in types:
+                        yield event
+
+        return events()
 
     async def read_columns(self, actor_id: str | None = None, *, from_position: int = 1,
                            to_position: int | None = None) -> ColumnarEvents:
@@ -915,6 +944,17 @@ def _wrong_last(error: dict) -> int:
     """The subject's last sequence named by a 'wrong last sequence: N' error (0 if absent)."""
     found = _WRONG_LAST.search(error.get("description", ""))
     return int(found.group(1)) if found else 0
+
+
+def _check_event_types(event_types: object) -> frozenset[str] | None:
+    if event_types is None:
+        return None
+    if isinstance(event_types, str) or not isinstance(event_types, Iterable):
+        raise InvalidTypeError(f"event_types must be a collection of str, got {type(event_types).__name__}")
+    types = frozenset(event_types)
+    if not all(isinstance(t, str) and t for t in types):
+        raise InvalidInputError(f"event_types must be non-empty strings, got {sorted(map(repr, types))}")
+    return types
 
 
 def _check_limit(limit: object) -> int | None:

@@ -485,3 +485,43 @@ def test_async_transaction_is_per_task(server):
             assert [e.position async for e in store.read_all()] == [1, 2]
 
     asyncio.run(main())
+
+
+# -- async catch-up subscription and long reads ---------------------------------------------------
+
+
+def test_async_subscribe_delivers_history_then_live(server):
+    namespace = fresh_namespace()
+
+    async def main():
+        store = await JetStreamEventStore.open(server.url, namespace=namespace)
+        other = await JetStreamEventStore.open(server.url, namespace=namespace)
+        async with store, other:
+            await store.append("a", [ev("a", 1), ev("a", 2), ev("a", 3, event_type="Skipped")])
+            sub = store.subscribe(2, event_types=["OrderPlaced"])
+            assert [(await asyncio.wait_for(anext(sub), 10)).position] == [2]
+            await other.append("b", [ev("b", 1, event_type="Skipped"), ev("b", 2)])   # another writer
+            await other.save_event(ev("c", 1))
+            live = [await asyncio.wait_for(anext(sub), 10) for _ in range(2)]
+            assert [(e.actor_id, e.position) for e in live] == [("b", 5), ("c", 6)]
+            await sub.aclose()
+            with pytest.raises(InvalidInputError):
+                store.subscribe(0)
+
+    asyncio.run(main())
+
+
+def test_long_reads_report_undecodable_messages(server):
+    async def main():
+        store = await JetStreamEventStore.open(server.url, namespace=fresh_namespace())
+        async with store:
+            await store.append("a", [ev("a", v) for v in range(1, 1001)])
+            await store._nc.request(store._subject_base + "junk", b"garbage", timeout=5)
+            await store.append("a", [ev("a", v) for v in range(1001, 1101)])
+            seen = []
+            with pytest.raises(CorruptRecordError):
+                async for e in store.read_all():            # 1101 messages: streamed by a consumer
+                    seen.append(e.position)
+            assert seen == list(range(1, 1001))             # never skipped silently
+
+    asyncio.run(main())
