@@ -807,9 +807,9 @@ class JetStreamEventStore:
 
             async def on_msg(msg: Any, box: list[Event] = box, ready: asyncio.Event = ready,
                              state: dict = state) -> None:
-                state["alive"] = loop.time()
                 headers = msg.headers
                 if headers and "Status" in headers:
+                    state["alive"] = loop.time()
                     if msg.reply:       # flow control: answer so delivery goes on
                         await self._nc.publish(msg.reply, b"")
                     return
@@ -849,6 +849,7 @@ class JetStreamEventStore:
                             break        # no heartbeat: the consumer is gone; start another
                         continue
                     ready.clear()
+                    state["alive"] = loop.time()
                     chunk, box[:] = box[:], []
                     if chunk:
                         start = chunk[-1].position + 1
