@@ -97,6 +97,7 @@ if TYPE_CHECKING:
 
 YEAR_SECONDS = 365 * 24 * 3600.0
 _CHUNK = 1024                     # messages per batched direct get
+_HEARTBEAT = 2.0                  # seconds between a stream consumer's idle heartbeats
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _STREAM_CHARS = re.compile(r"[^A-Za-z0-9_]")
 _WRONG_LAST = re.compile(r"wrong last sequence: (\d+)")
@@ -119,10 +120,11 @@ class JetStreamConfig:
     """Stream settings, with Aether's defaults: file storage, one replica, one year.
 
     ``max_age`` (seconds, 0 = forever), ``max_bytes`` and ``max_msgs`` (-1 = unlimited)
-    are the stream's retention limits; ``duplicate_window`` (seconds) how long the server
-    remembers message ids; ``max_batch`` the most events of one append or transaction (set
-    it to the servers' ``jetstream.limits.batch.max_msgs``, default 1000); ``timeout`` bounds one request and ``retry_for`` how long a
-    write or read is retried through timeouts and leader elections."""
+    are the stream's retention limits; ``duplicate_window`` (seconds, 0: the server's
+    2 minutes) how long the server remembers message ids; ``max_batch`` the most events of
+    one append or transaction (the servers' ``jetstream.limits.batch.max_msgs``, default
+    1000); ``timeout`` bounds one request and ``retry_for`` how long a write or read is
+    retried through timeouts and leader elections."""
 
     stream: str = "events"
     subject_prefix: str = "aether.store"
@@ -148,8 +150,9 @@ class JetStreamConfig:
             raise InvalidInputError(f"subject_prefix must be dot-separated tokens, got {self.subject_prefix!r}")
         for name in ("max_age", "duplicate_window", "timeout", "retry_for"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise InvalidInputError(f"{name} must be a number of seconds >= 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                    name == "timeout" and value == 0):
+                raise InvalidInputError(f"{name} must be a number of seconds >= 0 (timeout > 0), got {value!r}")
         if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise InvalidInputError(f"max_batch must be a positive int, got {self.max_batch!r}")
         for name in ("max_bytes", "max_msgs"):
@@ -193,8 +196,8 @@ class JetStreamEventStore:
     ``store = await JetStreamEventStore.open("nats://127.0.0.1:4222", namespace="tenant-a")``
     (a URL, a list of URLs, or a connected ``nats.aio.client.Client``, which the store then
     does not close). Every method of the EventStore and SnapshotStore protocols is a
-    coroutine here, except ``read_all`` (an async iterator, arguments checked at the call)
-    and ``close``/``closed``. ``bus``: an object with ``publish(namespace, event)`` (sync or
+    coroutine here, except ``read_all`` and ``subscribe`` (async iterators, arguments
+    checked at the call), ``transaction`` (an async context manager) and ``closed``. ``bus``: an object with ``publish(namespace, event)`` (sync or
     async), given an ``EventStored`` notice after each stored event.
     """
 
@@ -210,8 +213,9 @@ class JetStreamEventStore:
         self._owns = owns_connection
         self._bus = bus
         self._tips: dict[str, tuple[int, int]] = {}      # actor -> (last sequence, version): a hint
-        # the highest sequence of each stream this store has seen: a direct get may be served
-        # by a replica that lags behind, and an answer older than this is retried
+        self._snap_seqs: dict[str, int] = {}              # actor -> its snapshot's sequence seen last
+        # the highest sequence of the events stream this store has seen: a direct get may be
+        # served by a replica that lags behind, and an answer older than this is retried
         self._seen = 0
         self.atomic_batches = False
         self.max_event_bytes = int(nc.max_payload)
@@ -250,7 +254,7 @@ class JetStreamEventStore:
                   "discard": "old", "allow_direct": True, "metadata": {"aether_namespace": self.namespace}}
         events = {**common, "name": self.stream, "subjects": [self._subject_base + "*"],
                   "max_age": _nanos(cfg.max_age), "max_bytes": cfg.max_bytes, "max_msgs": cfg.max_msgs,
-                  "duplicate_window": _nanos(cfg.duplicate_window) or _nanos(120.0),
+                  "duplicate_window": _nanos(cfg.duplicate_window),
                   "allow_atomic": _server_supports_batches(self._nc)}
         snapshots = {**common, "name": self.snapshot_stream, "subjects": [self._snap_base + "*"],
                      "max_msgs_per_subject": 1}
@@ -577,18 +581,22 @@ class JetStreamEventStore:
             return
         subject = self._snap_base + actor_token(actor_id)
         payload = _SNAP_HEADER.pack(version, ts_ns, raw) + state
+        at_least = self._snap_seqs.get(actor_id, 0)
         for _ in range(1000):
-            current = await self._direct_last(self.snapshot_stream, subject)
+            current = await self._direct_last(self.snapshot_stream, subject, at_least)
             seq = 0
             if current is not None:
-                seq = int(current.headers["Nats-Sequence"])
+                seq = self._snap_seqs[actor_id] = int(current.headers["Nats-Sequence"])
                 if _SNAP_HEADER.unpack_from(current.data)[0] > version:
                     return
             ack = await self._retrying(lambda s=seq: self._request(
                 subject, payload, {"Nats-Expected-Last-Subject-Sequence": str(s)}))
-            error = orjson.loads(ack.data).get("error")
+            reply = orjson.loads(ack.data)
+            error = reply.get("error")
             if error is None:
+                self._snap_seqs[actor_id] = reply["seq"]
                 return
+            at_least = _wrong_last(error)
             if error.get("err_code") != _ERR_WRONG_LAST_SEQUENCE:
                 raise StorageError(f"JetStream refused the snapshot of {actor_id!r}: {error.get('description')}")
         raise StorageError(f"snapshot of {actor_id!r}: no write succeeded after 1000 attempts")
@@ -785,35 +793,42 @@ class JetStreamEventStore:
 
         return events()
 
-    async def _stream_range(self, start: int, end: int) -> AsyncIterator[list[Event]]:
-        """Events ``start..end`` in chunks, pushed by an ephemeral ordered consumer (no acks,
-        flow control); a gap in its delivery (a slow subscriber) restarts it after the last
+    async def _stream_range(self, start: int, end: int | None) -> AsyncIterator[list[Event]]:
+        """Events from ``start`` to ``end`` (None: on and on, live), in chunks, pushed by an
+        ephemeral ordered consumer (no acks, flow control). A gap in its delivery (a slow
+        subscriber), or heartbeats that stop (a lost consumer), restart it after the last
         event received. Cheaper per message than direct gets (no per-message headers)."""
-        while start <= end:
+        loop = asyncio.get_running_loop()
+        while end is None or start <= end:
             ready = asyncio.Event()
             box: list[Event] = []
-            state = {"next_cseq": 1, "restart": False, "done": False}
+            state: dict[str, Any] = {"next_cseq": 1, "restart": False, "done": False, "error": None,
+                                     "alive": loop.time()}
 
             async def on_msg(msg: Any, box: list[Event] = box, ready: asyncio.Event = ready,
                              state: dict = state) -> None:
                 headers = msg.headers
                 if headers and "Status" in headers:
+                    state["alive"] = loop.time()
                     if msg.reply:       # flow control: answer so delivery goes on
                         await self._nc.publish(msg.reply, b"")
                     return
                 tokens = msg.reply.split(".")
                 sseq, cseq = (int(tokens[5]), int(tokens[6])) if len(tokens) == 9 else (
                     int(tokens[7]), int(tokens[8]))
-                if cseq != state["next_cseq"] or state["done"]:
+                if cseq != state["next_cseq"] or state["done"] or state["error"]:
                     state["restart"] = True
                     ready.set()
                     return
                 state["next_cseq"] = cseq + 1
-                if sseq <= end:
-                    box.append(decode_record(msg.data, sseq))
-                if sseq >= end:
+                if end is None or sseq <= end:
+                    try:
+                        box.append(decode_record(msg.data, sseq))
+                    except CorruptRecordError as err:   # reported, never skipped
+                        state["error"] = err
+                if end is not None and sseq >= end:
                     state["done"] = True
-                if len(box) >= _CHUNK or state["done"]:
+                if end is None or len(box) >= _CHUNK or state["done"] or state["error"]:
                     ready.set()
 
             inbox = self._nc.new_inbox()
@@ -821,26 +836,48 @@ class JetStreamEventStore:
             name = f"aether_{uuid.uuid4().hex}"
             config = {"name": name, "deliver_subject": inbox, "deliver_policy": "by_start_sequence",
                       "opt_start_seq": start, "ack_policy": "none", "flow_control": True,
-                      "idle_heartbeat": _nanos(5.0), "mem_storage": True, "num_replicas": 1,
+                      "idle_heartbeat": _nanos(_HEARTBEAT), "mem_storage": True, "num_replicas": 1,
                       "inactive_threshold": _nanos(30.0)}
             try:
                 await self._api(f"$JS.API.CONSUMER.CREATE.{self.stream}.{name}",
                                 orjson.dumps({"stream_name": self.stream, "config": config}))
                 while True:
                     try:
-                        await asyncio.wait_for(ready.wait(), self.config.retry_for)
+                        await asyncio.wait_for(ready.wait(), _HEARTBEAT)
                     except asyncio.TimeoutError:
-                        raise StorageError(f"no events from the stream consumer within {self.config.retry_for} s")
+                        if loop.time() - state["alive"] > 3 * _HEARTBEAT:
+                            break        # no heartbeat: the consumer is gone; start another
+                        continue
                     ready.clear()
+                    state["alive"] = loop.time()
                     chunk, box[:] = box[:], []
                     if chunk:
                         start = chunk[-1].position + 1
                         yield chunk
+                    if state["error"] is not None:
+                        raise state["error"]
                     if state["restart"] or state["done"]:
                         break
             finally:
                 await sub.unsubscribe()
-                await self._nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"")
+                if not self._nc.is_closed:
+                    await self._nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"")
+
+    def subscribe(self, from_position: int = 1, *, event_types: Iterable[str] | None = None) -> AsyncIterator[Event]:
+        """Every event from ``from_position`` on, history then live, in position order with no
+        gap or repeat, pushed by the server (no polling): ``async for event in
+        store.subscribe(...)``; close the iterator (``aclose()``, or leave the loop) to stop."""
+        self._check_open()
+        position = check_position(from_position, "from_position")
+        types = _check_event_types(event_types)
+
+        async def events() -> AsyncIterator[Event]:
+            async for chunk in self._stream_range(position, None):
+                for event in chunk:
+                    if types is None or event.event_type in types:
+                        yield event
+
+        return events()
 
     async def read_columns(self, actor_id: str | None = None, *, from_position: int = 1,
                            to_position: int | None = None) -> ColumnarEvents:
@@ -863,7 +900,8 @@ class JetStreamEventStore:
         """The actor's snapshot with the highest version, or None."""
         self._check_open()
         check_actor_id(actor_id)
-        msg = await self._direct_last(self.snapshot_stream, self._snap_base + actor_token(actor_id))
+        msg = await self._direct_last(self.snapshot_stream, self._snap_base + actor_token(actor_id),
+                                      self._snap_seqs.get(actor_id, 0))
         latest = None
         if msg is not None:
             version, ts_ns, raw = _SNAP_HEADER.unpack_from(msg.data)
@@ -909,6 +947,17 @@ def _wrong_last(error: dict) -> int:
     return int(found.group(1)) if found else 0
 
 
+def _check_event_types(event_types: object) -> frozenset[str] | None:
+    if event_types is None:
+        return None
+    if isinstance(event_types, str) or not isinstance(event_types, Iterable):
+        raise InvalidTypeError(f"event_types must be a collection of str, got {type(event_types).__name__}")
+    types = frozenset(event_types)
+    if not all(isinstance(t, str) and t for t in types):
+        raise InvalidInputError(f"event_types must be non-empty strings, got {sorted(map(repr, types))}")
+    return types
+
+
 def _check_limit(limit: object) -> int | None:
     if limit is None:
         return None
@@ -920,12 +969,12 @@ def _check_limit(limit: object) -> int | None:
 
 
 def _server_supports_batches(nc: Client) -> bool:
-    version = str(nc._server_info.get("version", "0"))
+    """Whether the connected server has atomic batch publish (nats-server 2.12+)."""
+    version = nc.connected_server_version
     try:
-        major, minor = (int(x) for x in version.split("-")[0].split(".")[:2])
-    except ValueError:
+        return (version.major, version.minor) >= (2, 12)
+    except (TypeError, ValueError):
         return False
-    return (major, minor) >= (2, 12)
 
 
 def columns_of(rows: list[Event]) -> ColumnarEvents:

@@ -184,7 +184,7 @@ def test_defaults_are_aethers(server):
 
 def test_bad_config_is_refused():
     for bad in ({"replicas": 0}, {"storage": "disk"}, {"max_age": -1}, {"stream": "a.b"},
-                {"subject_prefix": "a..b"}, {"max_bytes": 0}):
+                {"subject_prefix": "a..b"}, {"max_bytes": 0}, {"timeout": 0}, {"max_batch": 0}):
         with pytest.raises(InvalidInputError, match=str(next(iter(bad.values())))):
             JetStreamConfig(**bad)
 
@@ -434,6 +434,12 @@ def test_reads_older_than_what_the_store_has_seen_are_retried(server):
         assert a.get_latest_version("x") == 3
         assert [e.version for e in a.get_events("x")] == [1, 2, 3]
         assert [e.position for e in a.read_all()] == [1, 2, 3]
+        a.save_snapshot(ActorSnapshot("x", 1, {}))
+        a.store._snap_seqs["x"] = 2                  # as if it had written the snapshot stream's seq 2
+        with pytest.raises(StorageError, match="did not answer"):
+            a.get_latest_snapshot("x")
+        b.save_snapshot(ActorSnapshot("x", 3, {"n": 3}))
+        assert a.get_latest_snapshot("x").state == {"n": 3}
 
 
 # -- transactions ------------------------------------------------------------------------------
@@ -477,5 +483,45 @@ def test_async_transaction_is_per_task(server):
                     await store.append("b", [ev("b", v) for v in range(1, 1000)])
             assert await store.get_latest_version("a") == 2
             assert [e.position async for e in store.read_all()] == [1, 2]
+
+    asyncio.run(main())
+
+
+# -- async catch-up subscription and long reads ---------------------------------------------------
+
+
+def test_async_subscribe_delivers_history_then_live(server):
+    namespace = fresh_namespace()
+
+    async def main():
+        store = await JetStreamEventStore.open(server.url, namespace=namespace)
+        other = await JetStreamEventStore.open(server.url, namespace=namespace)
+        async with store, other:
+            await store.append("a", [ev("a", 1), ev("a", 2), ev("a", 3, event_type="Skipped")])
+            sub = store.subscribe(2, event_types=["OrderPlaced"])
+            assert [(await asyncio.wait_for(anext(sub), 10)).position] == [2]
+            await other.append("b", [ev("b", 1, event_type="Skipped"), ev("b", 2)])   # another writer
+            await other.save_event(ev("c", 1))
+            live = [await asyncio.wait_for(anext(sub), 10) for _ in range(2)]
+            assert [(e.actor_id, e.position) for e in live] == [("b", 5), ("c", 6)]
+            await sub.aclose()
+            with pytest.raises(InvalidInputError):
+                store.subscribe(0)
+
+    asyncio.run(main())
+
+
+def test_long_reads_report_undecodable_messages(server):
+    async def main():
+        store = await JetStreamEventStore.open(server.url, namespace=fresh_namespace())
+        async with store:
+            await store.append("a", [ev("a", v) for v in range(1, 1001)])
+            await store._nc.request(store._subject_base + "junk", b"garbage", timeout=5)
+            await store.append("a", [ev("a", v) for v in range(1001, 1101)])
+            seen = []
+            with pytest.raises(CorruptRecordError):
+                async for e in store.read_all():            # 1101 messages: streamed by a consumer
+                    seen.append(e.position)
+            assert seen == list(range(1, 1001))             # never skipped silently
 
     asyncio.run(main())
