@@ -66,6 +66,9 @@ __all__ = [
     "BusClosedError",
     "BusMetrics",
     "BusSubscription",
+    "ClusterConfig",
+    "ClusterMetrics",
+    "ClusterNode",
     "ColumnarEvents",
     "CorruptRecordError",
     "Durability",
@@ -113,3 +116,17 @@ __all__ = [
     "validate_namespace",
     "validate_namespace_pattern",
 ]
+
+# The cluster needs nats-py at import time: loaded on first use, so that `import aether_fast`
+# works without the [nats] extra.
+_LAZY = {"ClusterConfig": "cluster", "ClusterMetrics": "cluster", "ClusterNode": "cluster"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Metrics: snapshots of a store's counters, and Prometheus exposition for stores and buses.
+"""Metrics: snapshots of a store's counters, and Prometheus exposition for stores, buses and
+cluster nodes.
 
 ``LmdbEventStore.metrics()`` returns a :class:`StoreMetrics` snapshot (no dependency);
 :func:`register_metrics` exposes stores and buses to a ``prometheus_client`` registry
@@ -12,8 +13,9 @@ so the hot path only bumps plain integers::
     start_http_server(9108)        # http://localhost:9108/metrics
 
 Names: ``aether_store_*`` for stores (labels ``path``, and ``namespace`` where the value is
-per namespace), and the bus's own names (``aether_events_published_total{namespace=...}``
-and the rest of ``BusMetrics``), which are Aether's.
+per namespace), the bus's own names (``aether_events_published_total{namespace=...}``
+and the rest of ``BusMetrics``), which are Aether's, and ``aether_cluster_*{node=...}``
+for cluster nodes (leader, term, owned shards, live nodes, heartbeats, elections).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .bus import EventBus
+    from .cluster import ClusterNode
     from .lmdb_store import LmdbEventStore
 
 
@@ -73,29 +76,31 @@ def cumulative(bounds: Iterable[float], counts: list[int]) -> tuple[tuple[float,
 
 def register_metrics(
     *, stores: Iterable[LmdbEventStore] = (), buses: Iterable[EventBus] = (),
-    registry: Any = None, prefix: str = "aether",
+    clusters: Iterable[ClusterNode] = (), registry: Any = None, prefix: str = "aether",
 ) -> PrometheusCollector:
-    """Register one collector for these stores and buses (default: prometheus_client's
-    global registry); returns it (``registry.unregister(collector)`` removes it)."""
+    """Register one collector for these stores, buses and cluster nodes (default:
+    prometheus_client's global registry); returns it (``registry.unregister(collector)``
+    removes it)."""
     try:
         from prometheus_client import REGISTRY
     except ImportError as e:
         raise ImportError(
             "Prometheus metrics need prometheus_client: pip install 'aether_fast[metrics]'"
         ) from e
-    collector = PrometheusCollector(stores=stores, buses=buses, prefix=prefix)
+    collector = PrometheusCollector(stores=stores, buses=buses, clusters=clusters, prefix=prefix)
     (REGISTRY if registry is None else registry).register(collector)
     return collector
 
 
 class PrometheusCollector:
-    """A prometheus_client collector reading store and bus counters at each scrape.
-    Closed stores are skipped."""
+    """A prometheus_client collector reading store, bus and cluster-node counters at each
+    scrape. Closed stores are skipped."""
 
     def __init__(self, *, stores: Iterable[LmdbEventStore] = (), buses: Iterable[EventBus] = (),
-                 prefix: str = "aether") -> None:
+                 clusters: Iterable[ClusterNode] = (), prefix: str = "aether") -> None:
         self.stores = list(stores)
         self.buses = list(buses)
+        self.clusters = list(clusters)
         self.prefix = prefix
 
     def collect(self) -> Iterator[Any]:
@@ -163,6 +168,31 @@ class PrometheusCollector:
                 for key, value in sorted(getattr(snapshot, name).items()):
                     family.add_metric([key], value)
         yield from families.values()
+        yield from self._cluster_families(CounterMetricFamily, GaugeMetricFamily)
+
+    def _cluster_families(self, counter: Any, gauge: Any) -> Iterator[Any]:
+        """``aether_cluster_*{node=...}``: leader, term, owned shards, live nodes and counters."""
+        p = f"{self.prefix}_cluster"
+        families = {name: (gauge if kind == "gauge" else counter)(f"{p}_{name}", help_, labels=["node"])
+                    for name, kind, help_ in _CLUSTER_METRICS}
+        for node in self.clusters:
+            m = node.metrics()
+            for name, kind, _ in _CLUSTER_METRICS:
+                families[name].add_metric([m.node_id], float(getattr(m, name)))
+        yield from families.values()
+
+
+_CLUSTER_METRICS = (
+    ("is_leader", "gauge", "1 while this node holds the leader lease"),
+    ("term", "gauge", "the leader term this node knows"),
+    ("owned_shards", "gauge", "shards assigned to this node"),
+    ("live_nodes", "gauge", "nodes this node sees alive (itself included)"),
+    ("heartbeats_sent", "counter", "discovery heartbeats sent"),
+    ("heartbeats_received", "counter", "discovery heartbeats received"),
+    ("elections_won", "counter", "leader elections this node won"),
+    ("leadership_lost", "counter", "times this node lost the leadership"),
+    ("rebalances", "counter", "shard assignments this node wrote as leader"),
+)
 
 
 def _buckets(buckets: tuple[tuple[float, int], ...]) -> list[tuple[str, int]]:

@@ -224,7 +224,26 @@ def test_exactly_one_leader_is_elected_and_everyone_knows_it(server):
             assert metrics.live_nodes == 4 and metrics.owned_shards == len(leader.owned_shards)
             assert sum(n.metrics().owned_shards for n in group.live()) == 1024
             assert not any(n.metrics().is_leader for n in group.live() if n is not leader)
+            exposed = prometheus_samples(group.live())
+            assert exposed[("aether_cluster_is_leader", leader.node_id)] == 1
+            assert sum(v for (name, _), v in exposed.items() if name == "aether_cluster_is_leader") == 1
+            assert sum(v for (name, _), v in exposed.items() if name == "aether_cluster_owned_shards") == 1024
+            assert exposed[("aether_cluster_term", leader.node_id)] == leader.term
     run(main())
+
+
+def prometheus_samples(nodes: list[ClusterNode]) -> dict[tuple[str, str], float]:
+    """The cluster gauges of these nodes as a Prometheus scrape shows them."""
+    prometheus_client = pytest.importorskip("prometheus_client", reason="the [metrics] extra is not installed")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from aether_fast.metrics import register_metrics
+
+    registry = prometheus_client.CollectorRegistry()
+    register_metrics(clusters=nodes, registry=registry)
+    text = prometheus_client.generate_latest(registry).decode()
+    return {(s.name, s.labels["node"]): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_a_stopping_leader_hands_over_to_a_higher_term(server):
