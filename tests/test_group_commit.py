@@ -135,7 +135,18 @@ def test_many_threads_every_append_lands_once(tmp_path, durability):
             assert [e.version for e in store.get_events(f"w{w}")] == list(range(1, 41))
 
 
-def test_an_interrupted_queued_caller_is_withdrawn_and_nothing_is_stuck(tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt during the test, even when the test run was started
+    with SIGINT ignored (as a shell does for a command run in the background)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_queued_caller_is_withdrawn_and_nothing_is_stuck(tmp_path, sigint_raises):
     import os
     import signal
 
