@@ -39,7 +39,10 @@ cdef str _check_str(object value, str name, Py_ssize_t max_bytes):
         if not isinstance(value, str):
             raise InvalidTypeError(f"{name} must be a str, got {type(value).__name__}: {_short_repr(value)}")
         value = str(value)
-    PyUnicode_AsUTF8AndSize(value, &n)
+    try:
+        PyUnicode_AsUTF8AndSize(value, &n)
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{name} is not valid Unicode text (a lone surrogate): {_short_repr(value)}") from None
     if n == 0:
         raise InvalidInputError(f"{name} must not be empty")
     if n > max_bytes:
@@ -570,8 +573,7 @@ cdef extern from "Python.h":
     ctypedef struct PyTypeObject:
         object (*tp_new)(PyTypeObject *t, object args, PyObject *kwds)    # NULL: raises
     PyTypeObject PyBaseObject_Type
-    int PyObject_GenericSetDict(object o, object value, void *context) except -1
-    object _PyDict_NewPresized(Py_ssize_t n)
+    object PyObject_GenericGetDict(object o, void *context)
     int PyDict_SetItem(object d, object k, object v) except -1
 
 
@@ -586,9 +588,9 @@ def project_events(list events, type cls, tuple names, originator=None, originat
     cdef Event e
     cdef str actor = None
     if nf != 4 and nf != 5:
-        raise ValueError(f"names must have 4 or 5 field names, got {names!r}")
+        raise InvalidInputError(f"names must have 4 or 5 field names, got {names!r}")
     if cls.__new__ is not object.__new__ or cls.__dictoffset__ == 0:
-        raise TypeError(f"{cls.__name__} is not a plain class with an instance __dict__")
+        raise InvalidTypeError(f"{cls.__name__} is not a plain class with an instance __dict__")
     n0, n1, n2, n3 = names[0], names[1], names[2], names[3]
     n4 = names[4] if nf == 5 else None
     cache = {}
@@ -602,14 +604,13 @@ def project_events(list events, type cls, tuple names, originator=None, originat
             originator = cache.get(actor)
             if originator is None:
                 originator = cache[actor] = originator_of(actor)
-        d = _PyDict_NewPresized(nf)
+        obj = PyBaseObject_Type.tp_new(tp, no_args, NULL)     # object.__new__(cls), without a Python call
+        d = PyObject_GenericGetDict(obj, NULL)     # its own dict (inline values on 3.13 stay consistent)
         PyDict_SetItem(d, n0, originator)
         PyDict_SetItem(d, n1, e.version - version_offset)
         PyDict_SetItem(d, n2, e.event_type)
         PyDict_SetItem(d, n3, e._payload)
         if nf == 5:
             PyDict_SetItem(d, n4, e._position)
-        obj = PyBaseObject_Type.tp_new(tp, no_args, NULL)     # object.__new__(cls), without a Python call
-        PyObject_GenericSetDict(obj, d, NULL)
         out[i] = obj
     return out

@@ -770,7 +770,19 @@ class _Slotted:
 
 
 def test_project_events_builds_plain_objects_without_init():
+    from dataclasses import dataclass
+
     from aether_fast._native import project_events, with_position
+
+    @dataclass(frozen=True)
+    class Frozen:
+        o: str
+        v: int
+        t: str
+        s: bytes
+
+    built = project_events([ev(version=3, data=b"x")], Frozen, ("o", "v", "t", "s"), "O", None, 1)
+    assert built == [Frozen("O", 2, "OrderPlaced", b"x")] and built[0].v == 2 and hash(built[0])
 
     events = [with_position(ev(actor_id=a, version=v, data=b"p%d" % v), 10 + v)
               for a, v in (("x", 1), ("x", 2), ("y", 5))]
@@ -787,11 +799,12 @@ def test_project_events_builds_plain_objects_without_init():
         {"o": "Y", "v": 4, "t": events[2].event_type, "s": b"p5", "pos": 15},
     ]
     assert calls == ["x", "y"]          # once per actor
+    assert (out[2].o, out[2].v, out[2].s, out[2].pos) == ("Y", 4, b"p5", 15)   # attributes, not only vars()
     fixed = project_events(events[:1], _Plain, ("o", "v", "t", "s"), "same")
     assert vars(fixed[0]) == {"o": "same", "v": 1, "t": events[0].event_type, "s": b"p1"}
-    with pytest.raises(ValueError, match="4 or 5 field names"):
+    with pytest.raises(InvalidInputError, match="4 or 5 field names"):
         project_events(events, _Plain, ("o", "v"))
-    with pytest.raises(TypeError, match="_Slotted"):
+    with pytest.raises(InvalidTypeError, match="_Slotted"):
         project_events(events, _Slotted, ("o", "v", "t", "s"))
     with pytest.raises(TypeError):
         project_events([object()], _Plain, ("o", "v", "t", "s"))
@@ -829,3 +842,10 @@ def test_leap_day_of_a_400_year_is_accepted():
     d = ev().to_dict()
     d["timestamp"] = "2000-02-29T23:59:59.999999999-00:30"
     assert Event.from_dict(d).to_dict()["timestamp"] == "2000-03-01T00:29:59.999999999Z"
+
+
+@pytest.mark.parametrize("field", ["actor_id", "event_type", "id", "command_id"])
+def test_a_lone_surrogate_is_invalid_input_naming_the_field(field):
+    kw = {"event_type": "T", "actor_id": "a", "version": 1, field: "x\ud800"}
+    with pytest.raises(InvalidInputError, match=field):
+        Event(**kw)
