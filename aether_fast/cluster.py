@@ -432,6 +432,7 @@ class ClusterNode:
         cfg = self.config
         self._js = self._nc.jetstream(timeout=cfg.request_timeout)
         deadline = self._started_at + cfg.start_timeout
+        delay = 0.05
         while True:
             try:
                 current = await self._setup()
@@ -445,6 +446,8 @@ class ClusterNode:
                         f"({cfg.start_timeout} s): {err!r}"
                     ) from err
                 log.info("cluster node %s: setup failed, retrying: %r", self.node_id, err)
+                await asyncio.sleep(min(delay, max(0.0, deadline - self._loop.time())))
+                delay = min(2 * delay, 1.0)
             except BaseException:
                 await self._close_subscriptions()
                 self._stopped = True
@@ -456,7 +459,16 @@ class ClusterNode:
             self._heartbeat_loop(), self._monitor_loop(), self._election_loop(), self._rebalance_loop(),
             self._watch_leader(self._watchers[0]), self._watch_assignment(self._watchers[1]), self._resync_loop(),
         )]
+        for task in self._tasks:
+            task.add_done_callback(self._loop_ended)
         return self
+
+    def _loop_ended(self, task: asyncio.Task) -> None:
+        """A loop that ends before stop() is a bug: say so loudly rather than go quiet."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cluster node %s: loop %s failed", self.node_id, task.get_name(), exc_info=task.exception())
+        elif not self._stopped:
+            log.error("cluster node %s: loop %s ended before stop()", self.node_id, task.get_name())
 
     async def _setup(self) -> ShardAssignment | None:
         """Buckets, the stored assignment, the discovery subscription and the two watches."""
@@ -847,6 +859,10 @@ class ClusterNode:
             except (*_NATS_ERRORS, AetherError) as err:
                 log.warning("cluster node %s: rebalance failed, retrying: %r", self.node_id, err)
                 await asyncio.sleep(self.config.renew_interval)   # retry period
+                self._rebalance_needed.set()
+            except Exception:   # e.g. a failing placement strategy: never end the loop silently
+                log.exception("cluster node %s: rebalance failed, retrying", self.node_id)
+                await asyncio.sleep(self.config.renew_interval)
                 self._rebalance_needed.set()
 
     async def _rebalance(self) -> None:

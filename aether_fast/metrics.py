@@ -162,11 +162,15 @@ class PrometheusCollector:
         for name, kind, label in PROMETHEUS_METRICS:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             families[name] = family(f"{self.prefix}_{name}", f"bus {name.replace('_', ' ')}", labels=[label])
-        for bus in self.buses:
+        totals: dict[str, dict[str, int]] = {name: {} for name in families}
+        for bus in self.buses:        # several buses of a process: one series per namespace, summed
             snapshot = bus.metrics()
-            for name, family in families.items():
-                for key, value in sorted(getattr(snapshot, name).items()):
-                    family.add_metric([key], value)
+            for name, total in totals.items():
+                for key, value in getattr(snapshot, name).items():
+                    total[key] = total.get(key, 0) + value
+        for name, family in families.items():
+            for key, value in sorted(totals[name].items()):
+                family.add_metric([key], value)
         yield from families.values()
         yield from self._cluster_families(CounterMetricFamily, GaugeMetricFamily)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 from cluster_support import (
@@ -22,7 +23,7 @@ from cluster_support import (
 )
 from nats_server import NatsServer, require_nats
 
-from aether_fast import EventBus
+from aether_fast import EventBus, RingPlacement
 from aether_fast.cluster import (
     CLUSTER_NAMESPACE,
     LEADER_ELECTED,
@@ -415,3 +416,30 @@ def test_malformed_heartbeats_and_a_duplicate_node_id_are_reported_not_trusted(s
             finally:
                 await nc.close()
     run(main())
+
+
+class FailingOnce(RingPlacement):
+    """A placement strategy whose first assignment raises (a bug in user code)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def assign_shards(self, nodes, shards=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyError("placement bug")
+        return super().assign_shards(nodes, shards)
+
+
+def test_a_failing_placement_is_logged_and_retried_not_silently_fatal(server, caplog):
+    async def main():
+        placement = FailingOnce()
+        async with members(server.url, **STEADY) as group:
+            node = await group.add("solo", placement=placement)
+            await wait_until(lambda: node.assignment is not None, "an assignment after the failure")
+            assert placement.calls >= 2 and len(node.owned_shards) == node.config.shards
+        assert "placement bug" in caplog.text and "rebalance failed" in caplog.text
+        assert "ended before stop()" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="aether_fast.cluster"):
+        run(main())

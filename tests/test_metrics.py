@@ -122,3 +122,17 @@ def test_metrics_served_over_http(tmp_path):
             server.shutdown()
             server.server_close()
             thread.join(10)
+
+
+def test_two_buses_give_one_series_per_namespace_summed():
+    registry = prometheus_client.CollectorRegistry()
+    a, b = EventBus(), EventBus()
+    register_metrics(buses=[a, b], registry=registry)
+    a.publish("orders", Event(event_type="T", actor_id="x", version=1))
+    b.publish("orders", Event(event_type="T", actor_id="x", version=1))
+    b.publish("users", Event(event_type="T", actor_id="x", version=1))
+    text = prometheus_client.generate_latest(registry).decode()
+    assert text.count('aether_events_published_total{namespace="orders"}') == 1
+    got = samples(text)
+    assert got[("aether_events_published_total", (("namespace", "orders"),))] == 2
+    assert got[("aether_events_published_total", (("namespace", "users"),))] == 1
