@@ -35,6 +35,7 @@ BOB = {"user": "bob", "password": "bob-pw"}
 # bob may publish anywhere but to the namespace "secret": its bus subject and its event stream
 DENIED_BUS_SUBJECT = "aether.events.secret"
 DENIED_STORE_SUBJECTS = "aether.store.secret_events.>"
+DENIED_SUBSCRIPTION = "aether.events.private"      # and may not subscribe to "private"
 CONFIG = JetStreamConfig(timeout=1.0, retry_for=10.0)
 
 
@@ -60,7 +61,7 @@ def nkey_user(tmp_path: Path) -> tuple[str, Path] | None:
 
 def write_config(tmp_path: Path, nkey_public: str | None) -> Path:
     bob_permissions = (f'permissions: {{publish: {{allow: [">"], deny: ["{DENIED_BUS_SUBJECT}", '
-                       f'"{DENIED_STORE_SUBJECTS}"]}}, subscribe: {{allow: [">"]}}}}')
+                       f'"{DENIED_STORE_SUBJECTS}"]}}, subscribe: {{allow: [">"], deny: ["{DENIED_SUBSCRIPTION}"]}}}}')
     users = [f'{{user: {ADMIN["user"]}, password: {ADMIN["password"]}}}',
              f'{{user: {BOB["user"]}, password: {BOB["password"]}, {bob_permissions}}}']
     if nkey_public is not None:
@@ -136,6 +137,25 @@ def test_bus_publish_to_a_denied_namespace(auth_server):
             assert seen == ["aether.events.open"]     # one connection's messages stay in order
             assert [e.version for e in local.drain()] == [1]   # local subscribers got it
         await admin.close()
+
+    run(main())
+
+
+def test_bus_subscription_to_a_denied_namespace(auth_server):
+    """A denied subscription is counted in subscribe_errors and raised by the next flush;
+    the bus keeps working for the namespaces it may use."""
+    server, _ = auth_server
+
+    async def main() -> None:
+        async with make_bus(server.url, **BOB) as bus, make_bus(server.url, **ADMIN) as admin:
+            await bus.subscribe("private")
+            allowed = await bus.subscribe("open")
+            with pytest.raises(NatsAccessError, match="subscription to 'aether.events.private'") as info:
+                await bus.flush()
+            assert info.value.namespace == "private"
+            assert bus.metrics().subscribe_errors == {"private": 1}
+            await admin.publish("open", ev())
+            assert (await allowed.aget(timeout=WAIT)).actor_id == "order-1"
 
     run(main())
 
