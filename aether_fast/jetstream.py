@@ -50,6 +50,7 @@ import asyncio
 import base64
 import contextvars
 import inspect
+import logging
 import re
 import struct
 import threading
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 YEAR_SECONDS = 365 * 24 * 3600.0
+_log = logging.getLogger("aether_fast.jetstream")
 _CHUNK = 1024                     # messages per batched direct get
 _HEARTBEAT = 2.0                  # seconds between a stream consumer's idle heartbeats
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -259,6 +261,8 @@ class JetStreamEventStore:
                     denied.add(denial[1])
                 if user_cb is not None:
                     await user_cb(error)
+                else:
+                    _log.info("NATS connection of the JetStream store: %r", error)
 
             options = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2, **connect_options}
             if creds is not None:
