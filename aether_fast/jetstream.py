@@ -50,6 +50,7 @@ import asyncio
 import base64
 import contextvars
 import inspect
+import logging
 import re
 import struct
 import threading
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 YEAR_SECONDS = 365 * 24 * 3600.0
+_log = logging.getLogger("aether_fast.jetstream")
 _CHUNK = 1024                     # messages per batched direct get
 _HEARTBEAT = 2.0                  # seconds between a stream consumer's idle heartbeats
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -202,8 +204,13 @@ class JetStreamEventStore:
     """
 
     def __init__(self, nc: Client, config: JetStreamConfig, namespace: str, *, owns_connection: bool,
-                 bus: Any = None) -> None:
+                 bus: Any = None, denied: set[str] | None = None) -> None:
         self._nc = nc
+        # subjects (lower-cased) the server reported a permissions violation for, filled by
+        # the error callback of a connection the store made; a request to one of them that
+        # times out raises NatsAccessError instead of being retried, one that succeeds
+        # removes it
+        self._denied = set() if denied is None else denied
         self.config = config
         self.namespace = namespace
         self.stream = stream_name(namespace, config.stream)
@@ -225,22 +232,53 @@ class JetStreamEventStore:
 
     @classmethod
     async def open(cls, servers: str | list[str] | Client, *, namespace: str = DEFAULT_NAMESPACE,
-                   config: JetStreamConfig | None = None, bus: Any = None, **connect_options: Any) -> Self:
+                   config: JetStreamConfig | None = None, bus: Any = None, creds: str | None = None,
+                   **connect_options: Any) -> Self:
         """Connect (unless given a client), create the namespace's streams if missing, and
-        check that an existing stream belongs to this namespace."""
-        import nats
+        check that an existing stream belongs to this namespace.
+
+        ``connect_options`` go to ``nats.connect``: ``user`` / ``password``, ``token``,
+        ``nkeys_seed`` (an nkey seed file), ``tls`` (an ``ssl.SSLContext``), ... ``creds``
+        is a credentials file (nats-py's ``user_credentials``); nkeys and creds need the
+        ``nkeys`` package. Refused credentials raise NatsAccessError at once (the store
+        otherwise retries connecting forever). A write or read the user's permissions deny
+        raises NatsAccessError naming the subject, after the request ``timeout``, when the
+        store made the connection (on a given client the denial goes to that client's
+        ``error_cb`` and the request ends in StorageError after ``retry_for``)."""
+        from .nats_bus import NatsBusError, connect_nats, permission_denial
 
         namespace = validate_namespace(namespace)
         config = JetStreamConfig() if config is None else config
         if not isinstance(config, JetStreamConfig):
             raise InvalidTypeError(f"config must be a JetStreamConfig, got {type(config).__name__}")
+        denied: set[str] = set()
         if isinstance(servers, (str, list)):
+            user_cb = connect_options.pop("error_cb", None)
+
+            async def on_error(error: Exception) -> None:
+                denial = permission_denial(error)
+                if denial is not None:
+                    denied.add(denial[1])
+                if user_cb is not None:
+                    await user_cb(error)
+                else:
+                    _log.info("NATS connection of the JetStream store: %r", error)
+
             options = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2, **connect_options}
-            nc = await nats.connect(servers, **options)
+            if creds is not None:
+                options["user_credentials"] = creds
+            try:
+                nc = await connect_nats(servers, error_cb=on_error, **options)
+            except NatsBusError:
+                raise
+            except Exception as e:
+                raise StorageError(f"could not connect to NATS ({servers}): {e!r}") from e
             owns = True
         else:
+            if creds is not None or connect_options:
+                raise InvalidInputError("give either a connected client or connection options, not both")
             nc, owns = servers, False
-        store = cls(nc, config, namespace, owns_connection=owns, bus=bus)
+        store = cls(nc, config, namespace, owns_connection=owns, bus=bus, denied=denied)
         try:
             await store._ensure_streams()
         except BaseException:
@@ -316,9 +354,21 @@ class JetStreamEventStore:
         from nats.errors import TimeoutError as NatsTimeout
 
         try:
-            return await self._nc.request(subject, payload, timeout=self.config.timeout, headers=headers)
+            reply = await self._nc.request(subject, payload, timeout=self.config.timeout, headers=headers)
         except (NatsTimeout, NoRespondersError, asyncio.TimeoutError) as err:
+            if self._denied and subject.lower() in self._denied:
+                raise self._access_denied(subject) from err
             raise _Transient(f"{type(err).__name__} on {subject}") from err
+        if self._denied:
+            self._denied.discard(subject.lower())     # allowed now (the permissions were changed)
+        return reply
+
+    def _access_denied(self, subject: str) -> AetherError:
+        from .nats_bus import NatsAccessError
+
+        return NatsAccessError(
+            f"NATS permissions of this connection's user deny publishing to {subject!r} (namespace "
+            f"{self.namespace!r}, stream {self.stream!r}): nothing was stored", subject, self.namespace)
 
     async def _retrying(self, attempt: Any) -> Any:
         """Run ``attempt()`` until it does not raise _Transient, for at most ``retry_for`` s."""
@@ -1008,7 +1058,8 @@ class SyncJetStreamEventStore:
     woken at once by this object's own writes."""
 
     def __init__(self, servers: str | list[str], *, namespace: str = DEFAULT_NAMESPACE,
-                 config: JetStreamConfig | None = None, bus: Any = None, **connect_options: Any) -> None:
+                 config: JetStreamConfig | None = None, bus: Any = None, creds: str | None = None,
+                 **connect_options: Any) -> None:
         if not isinstance(servers, (str, list)):
             raise InvalidTypeError(f"servers must be a URL or a list of URLs, got {type(servers).__name__}")
         self._loop = asyncio.new_event_loop()
@@ -1018,7 +1069,7 @@ class SyncJetStreamEventStore:
         self._local = threading.local()
         try:
             self._store: JetStreamEventStore = self._run(JetStreamEventStore.open(
-                servers, namespace=namespace, config=config, bus=bus, **connect_options))
+                servers, namespace=namespace, config=config, bus=bus, creds=creds, **connect_options))
         except BaseException:
             self._stop_loop()
             raise

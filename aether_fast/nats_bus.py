@@ -31,6 +31,17 @@ reconnects by itself (nats-py's ``max_reconnect_attempts`` /
 ``reconnect_time_wait``) and re-subscribes; publishes made while it
 reconnects are buffered by nats-py (``pending_size`` bytes) and sent once connected.
 
+Access control: credentials go to nats-py as they are (``user`` / ``password``,
+``token``, ``nkeys_seed``, ``creds``, ``tls``); credentials the server refuses raise
+NatsAccessError at ``connect()`` at once (nats-py alone would retry them like an
+unreachable server). A core publish is never acknowledged, so the server reports a
+subject the user's permissions deny only afterwards, asynchronously (nats-py's error
+callback): on its own connection the bus counts such a denial in ``publish_errors`` of
+the namespace (``subscribe_errors`` of the pattern for a denied subscription) and the next
+``flush()`` raises NatsAccessError naming the subject and namespace (each denial once).
+``publish`` itself cannot know and returns normally. On a given ``nc`` the denial goes
+to that client's ``error_cb`` only.
+
 Like the local bus, the bus keeps a small record (its counters and cached routes) for every
 namespace it has been asked to publish to, for its lifetime. Use it from one event loop;
 only ``NatsSubscription`` reading and ``close()`` may happen in other threads.
@@ -40,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -69,6 +81,9 @@ if TYPE_CHECKING:
 DEFAULT_SUBJECT_PREFIX = "aether.events"
 
 _log = logging.getLogger("aether_fast.nats_bus")
+# nats-py hands the server's -ERR text lower-cased: 'permissions violation for publish to "x.y"'
+_DENIED = re.compile(r'permissions violation for (publish|subscription) to "?([^"\s]+)"?')
+_AUTH_REFUSED = "authorization violation"
 _DEFAULT = object()
 _ROOM_POLL_MAX = 0.005      # the longest pause between two looks for room in a full buffer
 
@@ -79,6 +94,65 @@ _SUMMED = ("events_received", "events_dropped", "publish_errors", "callback_erro
 class NatsBusError(AetherError):
     """NATS refused an operation of the bus (not connected, connection closed, outbound
     buffer full while reconnecting, ...); the original error is the ``__cause__``."""
+
+
+class NatsAccessError(NatsBusError):
+    """NATS denied access: the server refused the credentials at connect, or the user's
+    permissions deny a subject. ``subject`` and ``namespace`` name what was denied (None
+    for refused credentials)."""
+
+    def __init__(self, message: str, subject: str | None = None, namespace: str | None = None) -> None:
+        self.subject = subject
+        self.namespace = namespace
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.subject, self.namespace))
+
+
+def permission_denial(error: Exception) -> tuple[str, str] | None:
+    """``("publish" | "subscription", subject)`` when ``error`` (from nats-py's error
+    callback) reports a permissions violation, else None. The subject is lower-cased:
+    nats-py lower-cases the server's error text."""
+    found = _DENIED.search(str(error).lower())
+    return None if found is None else (found.group(1), found.group(2))
+
+
+async def connect_nats(servers: str | list[str], **options: Any) -> Any:
+    """``nats.connect`` that fails fast when the server refuses the credentials.
+
+    nats-py treats an authorization violation at the first connect like an unreachable
+    server and retries it ``max_reconnect_attempts`` times (forever with -1); this raises
+    NatsAccessError at the first refusal instead. Later reconnects keep nats-py's policy.
+    ``options`` are ``nats.connect``'s keywords (``error_cb`` still gets every error).
+    """
+    from nats.aio.client import Client
+
+    loop = asyncio.get_running_loop()
+    refused: asyncio.Future[Exception] = loop.create_future()
+    user_cb = options.pop("error_cb", None)
+
+    async def on_error(error: Exception) -> None:
+        if _AUTH_REFUSED in str(error).lower() and not refused.done() and not nc.is_connected:
+            refused.set_result(error)
+        if user_cb is not None:
+            await user_cb(error)
+        else:
+            _log.info("NATS connection: %r", error)
+
+    nc = Client()
+    connecting = asyncio.ensure_future(nc.connect(servers, error_cb=on_error, **options))
+    await asyncio.wait({connecting, refused}, return_when=asyncio.FIRST_COMPLETED)
+    if not refused.done():
+        refused.cancel()
+        connecting.result()     # it is done: re-raises nats-py's error, if any
+        return nc
+    connecting.cancel()
+    await asyncio.gather(connecting, return_exceptions=True)
+    if not nc.is_closed:
+        await asyncio.gather(asyncio.wait_for(nc.close(), 5.0), return_exceptions=True)
+    raise NatsAccessError(f"could not connect to NATS ({servers}): the server refused the credentials: "
+                          f"{refused.result()!r}")
 
 
 class MalformedMessageError(InvalidInputError):
@@ -206,6 +280,7 @@ class NatsEventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._wire_drops: dict[str, int] = {}
+        self._denials: list[NatsAccessError] = []
         self._limits = {name: value for name, value in (("pending_msgs_limit", pending_msgs_limit),
                                                          ("pending_bytes_limit", pending_bytes_limit))
                         if value is not None}
@@ -223,16 +298,18 @@ class NatsEventBus:
         self._loop = asyncio.get_running_loop()
         if self.nc is None:
             try:
-                import nats
+                import nats  # noqa: F401 - an optional dependency: a clear message when missing
             except ImportError as e:
                 raise ImportError("NatsEventBus needs nats-py: pip install 'aether_fast[nats]'") from e
             options = dict(self._connect_options)
+            servers = options.pop("servers", "nats://localhost:4222")
             options["error_cb"] = self._error_callback(options.get("error_cb"))
             try:
-                self.nc = await nats.connect(**options)
+                self.nc = await connect_nats(servers, **options)
+            except NatsAccessError:
+                raise
             except Exception as e:
-                raise NatsBusError(f"could not connect to NATS ({options.get('servers', 'default server')}): "
-                                   f"{e!r}") from e
+                raise NatsBusError(f"could not connect to NATS ({servers}): {e!r}") from e
         return self
 
     def _error_callback(self, user_cb: Callable[[Exception], Awaitable[None]] | None
@@ -247,12 +324,37 @@ class NatsEventBus:
                     route.nats_sub is error.sub for route in self._routes.values()):
                 namespace = error.subject[len(self.subject_prefix) + 1:]
                 self._wire_drops[namespace] = self._wire_drops.get(namespace, 0) + 1
+            denial = permission_denial(error)
+            if denial is not None:
+                self._denied(*denial)
             if user_cb is not None:
                 await user_cb(error)
             else:
                 _log.info("NATS connection: %r", error)
 
         return on_error
+
+    def _denied(self, kind: str, subject: str) -> None:
+        """Count a publish or subscription the server denied on one of this bus's subjects
+        (``subject`` is lower-cased by nats-py: matched case-insensitively) and keep it
+        for the next ``flush()`` to raise."""
+        prefix = self.subject_prefix.lower() + "."
+        if not subject.startswith(prefix):
+            return
+        name = subject[len(prefix):]
+        if kind == "publish":
+            namespace = next((ns for ns in self._published if ns.lower() == name), name)
+            self._publish_errors[namespace] = self._publish_errors.get(namespace, 0) + 1
+            what = f"publish to {subject!r} (namespace {namespace!r}): the event reached no other node"
+        else:
+            namespace = next((p for p in self._subscribe_patterns() if p.lower() == name), name)
+            self._subscribe_errors[namespace] = self._subscribe_errors.get(namespace, 0) + 1
+            what = f"subscription to {subject!r} (pattern {namespace!r}): it receives nothing from NATS"
+        self._denials.append(NatsAccessError(
+            f"NATS permissions of this connection's user deny the {what}", subject, namespace))
+
+    def _subscribe_patterns(self) -> list[str]:
+        return [*self._routes, *self._subscribe_errors]
 
     def _client(self) -> Any:
         if self.closed:
@@ -264,12 +366,20 @@ class NatsEventBus:
         return self.nc
 
     async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until the server has processed everything this bus sent (see ``flush_nats``)."""
+        """Wait until the server has processed everything this bus sent (see ``flush_nats``).
+
+        Then, on the bus's own connection, raises NatsAccessError for the publishes and
+        subscriptions the server denied since the last flush (each is reported once)."""
         nc = self._client()
         try:
             await flush_nats(nc, timeout)
         except Exception as e:
             raise NatsBusError(f"flush failed: {e!r}") from e
+        if self._denials:
+            denials, self._denials = self._denials, []
+            more = f" (and {len(denials) - 1} more denials)" if len(denials) > 1 else ""
+            first = denials[0]
+            raise NatsAccessError(f"{first.args[0]}{more}", first.subject, first.namespace)
 
     async def close(self) -> None:
         """Close every subscription (buffered events stay readable), remove the NATS
@@ -589,8 +699,11 @@ async def flush_nats(nc: Any, timeout: float = 10.0) -> None:
 __all__ = [
     "DEFAULT_SUBJECT_PREFIX",
     "MalformedMessageError",
+    "NatsAccessError",
     "NatsBusError",
     "NatsEventBus",
     "NatsSubscription",
+    "connect_nats",
     "flush_nats",
+    "permission_denial",
 ]

@@ -6,8 +6,8 @@ ack) before its next write. A loop kills a random writer with SIGKILL at random 
 and starts it again; two reader processes check what they see as they go, and this
 process runs a catch-up subscription. At the end every acknowledged event is present
 exactly once at its acknowledged position, each actor's versions run 1, 2, 3, ...,
-positions are gapless, no record is damaged, and the subscriber saw every position once,
-in order. The store has only 8 reader slots for 7 live readers, so the slots that killed
+positions are gapless, no record is damaged, the subscriber saw every position once, in
+order, and ``verify_store`` (``aether-fast verify``) finds no problem. The store has only 8 reader slots for 7 live readers, so the slots that killed
 writers leave behind must be reclaimed (before that fix, a restarted writer failed with
 MDB_READERS_FULL within seconds).
 
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from aether_fast import LmdbEventStore
+from aether_fast.admin import verify_store
 
 ROOT = Path(__file__).resolve().parents[1]
 SOAK_SECONDS = float(os.environ.get("AETHER_SOAK_SECONDS", "60"))
@@ -81,6 +82,7 @@ store.close()
 READER = """
 import os, random, sys
 from aether_fast import LmdbEventStore
+from aether_fast.admin import verify_store
 
 path, stop_path, max_readers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = random.Random()
@@ -203,6 +205,11 @@ def test_crash_soak(tmp_path):
         assert [e.version for e in result.events] == list(range(1, len(result.events) + 1))
     assert seen == list(range(1, last + 1)), "the subscriber missed or repeated a position"
     store.close()
+
+    report = verify_store(path)         # the admin check (``aether-fast verify``) agrees
+    assert report.ok, [str(p) for p in report.problems]
+    counts = report.namespaces["default"]
+    assert (counts["records"], counts["last_position"], counts["actors"]) == (len(events), last, len(actors))
 
     print(f"\ncrash soak: {SOAK_SECONDS:.0f} s, {kills} SIGKILLs, {len(events)} events stored "
           f"({len({a[0] for a in acked})} acknowledged) over {len(actors)} actors, "

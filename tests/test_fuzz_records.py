@@ -38,6 +38,7 @@ from aether_fast import (
     LmdbEventStore,
     _native,
 )
+from aether_fast.admin import verify_store
 
 ROOT = Path(__file__).resolve().parents[1]
 HDR = 40
@@ -503,6 +504,15 @@ def test_flipped_bytes_in_a_store_file_are_reported_with_their_position(tmp_path
     raw[raw.index(marker_payload, payload_at) + 3] ^= 0x10     # inside the payload
     raw[header_at + 8] ^= 0x01                                 # the version field of the header
     data_file.write_bytes(bytes(raw))
+
+    report = verify_store(path)           # the admin check (``aether-fast verify``) finds both
+    assert not report.ok
+    assert {p.position for p in report.problems if p.kind == "record"} == {payload_pos, header_pos}, report.to_dict()
+    # besides the two records: the index entry of the record whose header is damaged (its
+    # actor cannot be read back) is counted as not matching a readable record
+    assert all(p.kind == "record" or (p.kind == "index" and p.position is None) for p in report.problems), [
+        str(p) for p in report.problems]
+    assert all(p.actor_id != "healthy" for p in report.problems)
 
     with LmdbEventStore(path) as store:
         result = store.get_events_with_errors("victim-payload")
