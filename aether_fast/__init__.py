@@ -46,7 +46,7 @@ from .model import (
     ReplayResult,
 )
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
-from .nats_bus import MalformedMessageError, NatsBusError, NatsEventBus, NatsSubscription
+from .nats_bus import MalformedMessageError, NatsAccessError, NatsBusError, NatsEventBus, NatsSubscription
 from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
 from .ring import EmptyRingError, HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
@@ -88,6 +88,7 @@ __all__ = [
     "JetStreamEventStore",
     "LmdbEventStore",
     "MalformedMessageError",
+    "NatsAccessError",
     "NatsBusError",
     "NatsEventBus",
     "NatsSubscription",
