@@ -165,10 +165,13 @@ class NativeBus:
     closed: bool
     def publish(self, namespace: str, event: Event) -> None: ...
     def publish_many(self, namespace: str, events: Any) -> None: ...
-def project_events(
-    events: list[Event], cls: type, names: tuple[str, ...], originator: object = ...,
-    originator_of: Callable[[str], object] | None = ..., version_offset: int = ...,
-) -> list: ...
+class Projection:
+    cls: type
+    def __init__(
+        self, cls: type, names: tuple[str, ...], originator: object = ...,
+        originator_of: Callable[[str], object] | None = ..., version_offset: int = ...,
+    ) -> None: ...
+    def of_events(self, events: list[Event]) -> list: ...
 
 # -- ring.pxi: murmur3 and the consistent hash ring (API: aether_fast.ring) ---------------
 

@@ -371,7 +371,7 @@ _NOTIFICATION_FIELDS = (*_STORED_EVENT_FIELDS, "id")
 
 def _plain_dataclass(cls: type, names: tuple[str, ...]) -> bool:
     """True when ``cls`` is a dataclass with exactly these fields, no slots and no
-    ``__post_init__``, whose objects the native ``project_events`` builds equal to
+    ``__post_init__``, whose objects a native ``Projection`` builds equal to
     ``cls(...)``: then we skip the frozen dataclass ``__init__``, which calls
     ``object.__setattr__`` once per field and so doubles the cost of reading events."""
     probe = Event(event_type="t", actor_id="a", version=2, data=b"s")
@@ -379,7 +379,7 @@ def _plain_dataclass(cls: type, names: tuple[str, ...]) -> bool:
         return (
             tuple(f.name for f in dataclasses.fields(cls)) == names
             and "__slots__" not in vars(cls) and not hasattr(cls, "__post_init__")
-            and _native.project_events([_native.with_position(probe, 7)], cls, names, "a", None, 1)
+            and _native.Projection(cls, names, "a", None, 1).of_events([_native.with_position(probe, 7)])
             == [cls(*("a", 1, "t", b"s", 7)[: len(names)])]
         )
     except Exception:  # noqa: BLE001 -- any surprise: build the objects the library's way
@@ -393,7 +393,7 @@ _NATIVE_BUILD = _plain_dataclass(StoredEvent, _STORED_EVENT_FIELDS) and \
 def _stored_events(events: list[Event], originator_id: UUID | str) -> list[StoredEvent]:
     """The library's StoredEvent of each of one originator's events, in one native call."""
     if _NATIVE_BUILD:
-        return _native.project_events(events, StoredEvent, _STORED_EVENT_FIELDS, originator_id, None, 1)
+        return _native.Projection(StoredEvent, _STORED_EVENT_FIELDS, originator_id, None, 1).of_events(events)
     return [StoredEvent(originator_id, e.version - 1, e.event_type, e.payload)  # pragma: no cover
             for e in events]
 
@@ -402,7 +402,7 @@ def _notifications(events: list[Event], originator_of: Callable[[str], UUID | st
     """The library's Notification of each event (id = position), in one native call;
     ``originator_of`` is called once per actor."""
     if _NATIVE_BUILD:
-        return _native.project_events(events, Notification, _NOTIFICATION_FIELDS, None, originator_of, 1)
+        return _native.Projection(Notification, _NOTIFICATION_FIELDS, None, originator_of, 1).of_events(events)
     return [Notification(originator_of(e.actor_id), e.version - 1,  # pragma: no cover
                          e.event_type, e.payload, e.position) for e in events]
 
@@ -470,6 +470,10 @@ class LmdbAggregateRecorder(LmdbRecorder, AggregateRecorder):
         with _translated():
             if desc and limit is not None:
                 events = self._tail(actor, first, last, limit)
+            elif last is None and not desc and _NATIVE_BUILD:    # the whole tail: built from the records
+                stored = store.get_events(actor, first, projection=_native.Projection(
+                    StoredEvent, _STORED_EVENT_FIELDS, oid, None, 1))
+                return stored if limit is None else stored[:limit]
             else:
                 events = store.get_events(actor, first)
                 if last is not None and events and events[-1].version > last:

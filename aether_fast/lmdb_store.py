@@ -253,11 +253,15 @@ class LmdbEventStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def get_events(self, actor_id: str, from_version: int = 1) -> list[Event]:
+    def get_events(self, actor_id: str, from_version: int = 1, *,
+                   projection: _native.Projection | None = None) -> list:
         """The actor's events with version >= ``from_version``, in version order; raises
-        CorruptRecordError on a damaged record (see ``get_events_with_errors``)."""
+        CorruptRecordError on a damaged record (see ``get_events_with_errors``). With a
+        ``Projection``, its objects are built straight from the records instead of Events."""
         log = self._live()
-        return log.get_events(check_actor_id(actor_id), check_from_version(from_version), False)
+        if projection is not None and not isinstance(projection, _native.Projection):
+            raise InvalidTypeError(f"projection must be a Projection, got {type(projection).__name__}")
+        return log.get_events(check_actor_id(actor_id), check_from_version(from_version), False, projection)
 
     def get_events_with_errors(self, actor_id: str, from_version: int = 1) -> ReplayResult:
         """The decodable events, and a ReplayError for each damaged record."""

@@ -577,40 +577,63 @@ cdef extern from "Python.h":
     int PyDict_SetItem(object d, object k, object v) except -1
 
 
-def project_events(list events, type cls, tuple names, originator=None, originator_of=None,
-                   long long version_offset=0):
-    """``events`` as plain objects of ``cls``, built in one native loop without calling
-    ``cls.__init__`` (for frozen dataclasses, whose ``__init__`` is slow): each gets the
-    instance dict ``{names[0]: originator, names[1]: version - version_offset,
-    names[2]: event_type, names[3]: payload[, names[4]: position]}``. With
-    ``originator_of``, the originator is ``originator_of(actor_id)``, called once per actor."""
-    cdef Py_ssize_t nf = len(names), i, n = len(events)
-    cdef Event e
-    cdef str actor = None
-    if nf != 4 and nf != 5:
-        raise InvalidInputError(f"names must have 4 or 5 field names, got {names!r}")
-    if cls.__new__ is not object.__new__ or cls.__dictoffset__ == 0:
-        raise InvalidTypeError(f"{cls.__name__} is not a plain class with an instance __dict__")
-    n0, n1, n2, n3 = names[0], names[1], names[2], names[3]
-    n4 = names[4] if nf == 5 else None
-    cache = {}
-    out = [None] * n
-    cdef PyTypeObject *tp = <PyTypeObject *>cls
-    cdef tuple no_args = ()
-    for i in range(n):
-        e = <Event?>events[i]
-        if originator_of is not None and e.actor_id is not actor:
-            actor = e.actor_id
-            originator = cache.get(actor)
-            if originator is None:
-                originator = cache[actor] = originator_of(actor)
-        obj = PyBaseObject_Type.tp_new(tp, no_args, NULL)     # object.__new__(cls), without a Python call
+@cython.final
+cdef class Projection:
+    """Builds plain objects of ``cls`` from events without calling ``cls.__init__`` (for
+    frozen dataclasses, whose ``__init__`` is slow): each gets the instance dict
+    ``{names[0]: originator, names[1]: version - version_offset, names[2]: event_type,
+    names[3]: payload[, names[4]: position]}``. With ``originator_of``, the originator is
+    ``originator_of(actor_id)``, called once per actor. Stores take one to build these
+    objects straight from their records (``get_events(..., projection=p)``)."""
+
+    cdef PyTypeObject *tp
+    cdef readonly type cls
+    cdef object n0, n1, n2, n3, n4, originator, originator_of
+    cdef Py_ssize_t nf
+    cdef long long offset
+    cdef dict cache
+    cdef str actor
+    cdef str last_type        # the last event type decoded from a record (runs share one str)
+
+    def __init__(self, type cls, tuple names, originator=None, originator_of=None, long long version_offset=0):
+        self.nf = len(names)
+        if self.nf != 4 and self.nf != 5:
+            raise InvalidInputError(f"names must have 4 or 5 field names, got {names!r}")
+        if cls.__new__ is not object.__new__ or cls.__dictoffset__ == 0:
+            raise InvalidTypeError(f"{cls.__name__} is not a plain class with an instance __dict__")
+        self.cls = cls
+        self.tp = <PyTypeObject *>cls
+        self.n0, self.n1, self.n2, self.n3 = names[0], names[1], names[2], names[3]
+        self.n4 = names[4] if self.nf == 5 else None
+        self.originator = originator
+        self.originator_of = originator_of
+        self.offset = version_offset
+        self.cache = {}
+
+    cdef object build(self, str actor_id, long long version, str event_type, bytes payload, long long position):
+        cdef tuple no_args = ()
+        if self.originator_of is not None and actor_id is not self.actor:
+            self.actor = actor_id
+            found = self.cache.get(actor_id)
+            if found is None:
+                found = self.cache[actor_id] = self.originator_of(actor_id)
+            self.originator = found
+        obj = PyBaseObject_Type.tp_new(self.tp, no_args, NULL)     # object.__new__(cls), no Python call
         d = PyObject_GenericGetDict(obj, NULL)     # its own dict (inline values on 3.13 stay consistent)
-        PyDict_SetItem(d, n0, originator)
-        PyDict_SetItem(d, n1, e.version - version_offset)
-        PyDict_SetItem(d, n2, e.event_type)
-        PyDict_SetItem(d, n3, e._payload)
-        if nf == 5:
-            PyDict_SetItem(d, n4, e._position)
-        out[i] = obj
-    return out
+        PyDict_SetItem(d, self.n0, self.originator)
+        PyDict_SetItem(d, self.n1, version - self.offset)
+        PyDict_SetItem(d, self.n2, event_type)
+        PyDict_SetItem(d, self.n3, payload)
+        if self.nf == 5:
+            PyDict_SetItem(d, self.n4, position)
+        return obj
+
+    def of_events(self, list events):
+        """The objects of ``events``, in one native loop."""
+        cdef Py_ssize_t i, n = len(events)
+        cdef Event e
+        out = [None] * n
+        for i in range(n):
+            e = <Event?>events[i]
+            out[i] = self.build(e.actor_id, e.version, e.event_type, e._payload, e._position)
+        return out

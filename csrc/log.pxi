@@ -781,8 +781,10 @@ cdef class NativeLog:
                 self.env._abort(txn)
 
     cdef int _take(self, const unsigned char *rec, size_t n, long long pos, list events, list errors,
-                   const char *actor, Py_ssize_t actor_n, long long version) except -1:
-        """Decode one record into ``events``, or report it in ``errors`` (raise if None)."""
+                   const char *actor, Py_ssize_t actor_n, long long version,
+                   Projection projection=None, str actor_id=None) except -1:
+        """Decode one record into ``events`` (an Event, or with ``projection`` its object for
+        ``actor_id``), or report it in ``errors`` (raise if None)."""
         cdef int code = rec_check(rec, n)
         problem = None
         if code:
@@ -794,7 +796,10 @@ cdef class NativeLog:
             problem = "record disagrees with the actor index"
         if problem is None:
             try:
-                events.append(rec_decode(rec, n, pos, events[len(events) - 1] if events else None))
+                if projection is None:
+                    events.append(rec_decode(rec, n, pos, events[len(events) - 1] if events else None))
+                else:
+                    events.append(_rec_project(rec, pos, projection, actor_id))
                 return 0
             except CorruptRecordError as e:
                 if errors is None:
@@ -807,8 +812,9 @@ cdef class NativeLog:
             errors.append((pos, PyBytes_FromStringAndSize(<const char *>rec, n), problem))
         return 0
 
-    def get_events(self, str actor_id, long long from_version, bint with_errors):
-        """The actor's events from ``from_version`` on; with_errors: (events, errors)."""
+    def get_events(self, str actor_id, long long from_version, bint with_errors, Projection projection=None):
+        """The actor's events from ``from_version`` on (as ``projection``'s objects when
+        given); with_errors: (events, errors)."""
         cdef MDB_txn *txn
         cdef MDB_cursor *idx_cur = NULL
         cdef MDB_cursor *log_cur = NULL
@@ -857,7 +863,7 @@ cdef class NativeLog:
                     raise_lmdb(rc, "log read")
                 else:
                     self._take(<const unsigned char *>lv.mv_data, lv.mv_size, pos, events, errors,
-                               a, n, version)
+                               a, n, version, projection, actor_id)
                 prev = pos
                 rc = mdb_cursor_get(idx_cur, &k, &v, MDB_NEXT)
             if rc != 0 and rc != MDB_NOTFOUND:
@@ -1219,6 +1225,22 @@ cdef class NativeLog:
                 mdb_cursor_close(cur)
             if owned:
                 self.env._abort(txn)
+
+
+cdef object _rec_project(const unsigned char *p, long long position, Projection projection, str actor_id):
+    """The projection's object of a record that passed ``rec_check`` (its metadata is not
+    decoded); text that is not UTF-8 raises CorruptRecordError."""
+    cdef size_t typ_n = af_get_u16le(p + 6), id_n = af_get_u16le(p + 24)
+    cdef size_t actor_n = af_get_u16le(p + 26), cmd_n = af_get_u16le(p + 28)
+    cdef size_t meta_n = af_get_u32le(p + 32), data_n = af_get_u32le(p + 36)
+    cdef const unsigned char *q = p + HDR + id_n
+    try:
+        projection.last_type = event_type = _text(q, typ_n, projection.last_type)
+    except UnicodeDecodeError as e:
+        raise CorruptRecordError(f"record text is not UTF-8 ({e.reason})", position) from None
+    q += typ_n + actor_n + cmd_n + meta_n
+    return projection.build(actor_id, <long long>af_get_u64le(p + 8), event_type,
+                            PyBytes_FromStringAndSize(<const char *>q, data_n), position)
 
 
 cdef class LogIterator:

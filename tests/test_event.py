@@ -762,17 +762,20 @@ def test_default_ids_are_distinct_rfc4122_v4_uuids_even_across_fork():
 
 class _Plain:
     def __init__(self, *args):
-        raise AssertionError("project_events must not call __init__")
+        raise AssertionError("a Projection must not call __init__")
 
 
 class _Slotted:
     __slots__ = ("a",)
 
 
-def test_project_events_builds_plain_objects_without_init():
+def test_a_projection_builds_plain_objects_without_init():
     from dataclasses import dataclass
 
-    from aether_fast._native import project_events, with_position
+    from aether_fast._native import Projection, with_position
+
+    def project_events(events, cls, names, originator=None, originator_of=None, version_offset=0):
+        return Projection(cls, names, originator, originator_of, version_offset).of_events(events)
 
     @dataclass(frozen=True)
     class Frozen:

@@ -25,6 +25,7 @@ from aether_fast import (
     Event,
     IncompatibleFormatError,
     InvalidInputError,
+    InvalidTypeError,
     LmdbEventStore,
     ReplayError,
     StoreAlreadyOpenError,
@@ -789,3 +790,28 @@ def test_transaction_blocks_other_threads_writes_until_commit(tmp_path):
         assert results["b_pos2"] == 5
         assert [e.data["by"] for e in store.get_events("x")] == ["A", "A", "A", "B"]
         assert _all_positions(store) == [1, 2, 3, 4, 5]
+
+
+def test_get_events_with_a_projection_builds_objects_from_the_records(tmp_path):
+    from dataclasses import dataclass
+
+    from aether_fast._native import Projection
+
+    @dataclass(frozen=True)
+    class Row:
+        actor: str
+        version: int
+        kind: str
+        body: bytes
+        position: int
+
+    with LmdbEventStore(tmp_path / "s") as store:
+        store.save_event(Event(event_type="Other", actor_id="b", version=1))
+        store.append("a", [Event(event_type="T" if v % 2 else "U", actor_id="a", version=v, data=b"%d" % v,
+                                 metadata={"k": "v"}) for v in range(1, 6)])
+        projection = Projection(Row, ("actor", "version", "kind", "body", "position"), None, str.upper, 0)
+        rows = store.get_events("a", 2, projection=projection)
+        assert rows == [Row("A", e.version, e.event_type, e.payload, e.position) for e in store.get_events("a", 2)]
+        assert store.get_events("nobody", projection=projection) == []
+        with pytest.raises(InvalidTypeError, match="Projection"):
+            store.get_events("a", projection=Row)
