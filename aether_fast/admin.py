@@ -329,9 +329,10 @@ def import_events(ref: StoreRef, lines: Iterable[bytes | str], *, namespace: str
 
     - Default, all or nothing: the whole import is one write transaction, so a refused
       line (or a crash, or Ctrl-C) leaves the store as it was. It holds the writer lock
-      throughout: other writers, and other processes opening the store, wait until it
-      ends; LMDB keeps the transaction's pages in memory up to its spill limit (about
-      512 MiB with 4 KiB pages). Best for a new store.
+      throughout: other writers, and processes creating a store or namespace there, wait
+      until it ends (opening an existing one and reading do not; nor does a compact
+      backup, a plain one does); LMDB keeps the transaction's pages in memory up to its
+      spill limit (about 512 MiB with 4 KiB pages). Best for a new store.
     - ``resume=True``: commits every ``commit_every`` events (constant memory, short
       transactions: the store stays usable by others), and events already stored
       (same actor, version and id) are skipped, so running the same import again after
@@ -451,8 +452,11 @@ class BackupResult:
 def backup_store(ref: StoreRef, dest: str | os.PathLike[str], *, compact: bool = False) -> BackupResult:
     """A consistent copy of the whole store (every namespace) at ``ref`` into ``dest``, a
     new or empty directory, taken while writers go on (LMDB's hot copy reads one
-    snapshot; writers are not blocked). ``compact`` leaves out free pages. Restore by
-    opening ``dest`` as a store (or copying it back in place of the original)."""
+    snapshot; writers are not blocked). ``compact`` leaves out free pages. A plain copy
+    takes the writer lock for a moment to start (LMDB's way to pick its snapshot), so it
+    waits for a long write transaction of another process to end; a compact copy does
+    not. Restore by opening ``dest`` as a store (or copying it back in place of the
+    original)."""
     source = ref.path if isinstance(ref, LmdbEventStore) else check_store_path(ref)
     target = os.fspath(dest)
     if os.path.realpath(target) == source:

@@ -77,6 +77,7 @@ cdef extern from "lmdb.h" nogil:
 
     int mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **txn)
     int mdb_txn_commit(MDB_txn *txn)
+    size_t mdb_txn_id(MDB_txn *txn)
     void mdb_txn_abort(MDB_txn *txn)
 
     int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi)

@@ -14,6 +14,9 @@ import weakref as _weakref
 from aether_fast.errors import StoreNotFoundError
 
 cdef enum:
+    META_OK = 1
+    META_MISSING = 2
+    META_BEHIND = 3
     KEY_MAX = 1 + 255 + 8
     SNAP_HDR = 28
     READ_CHUNK = 1024
@@ -41,6 +44,27 @@ _os.register_at_fork(after_in_child=_mark_forked)
 
 class _MapFull(Exception):
     """Internal: a write ran out of map space; the caller grows the map and retries."""
+
+
+def _in_own_thread(fn, *args):
+    """``fn(*args)`` run in a short-lived thread, for the read transactions of opening: LMDB
+    ties a reader slot to each thread that reads until the thread ends, and opening a
+    store must not take one of ``max_readers`` for the caller's thread."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append((True, fn(*args)))
+        except BaseException as e:
+            outcome.append((False, e))
+
+    thread = _threading.Thread(target=run, name="aether-fast-open", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value
 
 
 cdef int raise_lmdb(int rc, str what) except -1:
@@ -132,18 +156,25 @@ cdef class NativeEnv:
         try:
             # an existing store is checked in a read transaction: no wait for another
             # process's long write transaction; only a new store takes the writer lock
-            if not self._open_meta(False):
-                if not create:
-                    raise StoreNotFoundError(f"no store at {path!r}: it holds an empty LMDB environment")
+            state = _in_own_thread(self._read_meta)
+            if state == META_MISSING and not create:
+                raise StoreNotFoundError(f"no store at {path!r}: it holds an empty LMDB environment")
+            if state != META_OK:
                 self._open_meta(True)
         except BaseException:
             self.close()
             raise
 
-    cdef bint _open_meta(self, bint write) except -1:
+    def _read_meta(self):
+        return self._open_meta(False)
+
+    cdef int _open_meta(self, bint write) except -1:
         """Open the meta sub-database and check the store format. Without ``write``, in a
-        read transaction: False when the store has no meta record yet (it must be written).
-        With ``write``, the record is created when missing."""
+        read transaction: META_MISSING when the store has no meta record yet (it must be
+        written), META_BEHIND when the last commit on disk is not visible yet (a writer
+        died inside its commit; the next writer lock recovers it). With ``write``, the
+        record is created when missing."""
+        cdef MDB_envinfo info
         cdef MDB_txn *txn
         cdef MDB_val k, v
         cdef MDB_stat st
@@ -151,6 +182,10 @@ cdef class NativeEnv:
         cdef int rc
         self._begin(&txn, 0 if write else MDB_RDONLY)
         try:
+            mdb_env_info(self.env, &info)
+            if not write and info.me_last_txnid > mdb_txn_id(txn):
+                self._abort(txn)
+                return META_BEHIND
             rc = mdb_dbi_open(txn, NULL, 0, &main)   # the main DB lists the named DBs
             if rc == 0:
                 rc = mdb_stat(txn, main, &st)
@@ -164,7 +199,7 @@ cdef class NativeEnv:
                 raise IncompatibleFormatError(f"{self.path!r} is an LMDB environment but not an aether_fast store")
             if rc == MDB_NOTFOUND and not write:
                 self._abort(txn)
-                return False
+                return META_MISSING
             rc = mdb_dbi_open(txn, "__meta__", MDB_CREATE if write else 0, &self.meta)
             if rc:
                 raise_lmdb(rc, "open meta")
@@ -174,7 +209,7 @@ cdef class NativeEnv:
             rc = mdb_get(txn, self.meta, &k, &v)
             if rc == MDB_NOTFOUND and not write:
                 self._abort(txn)
-                return False
+                return META_MISSING
             if rc == MDB_NOTFOUND:
                 fmt = STORE_FORMAT
                 v.mv_data = <void *><const char *>fmt
@@ -201,7 +236,7 @@ cdef class NativeEnv:
             self._abort(txn)
             raise
         self._commit(txn)      # also a read transaction: LMDB keeps the meta handle only on commit
-        return True
+        return META_OK
 
     def __dealloc__(self):
         # A forked child must not close the parent's environment (it would clear the
@@ -222,7 +257,7 @@ cdef class NativeEnv:
 
     cdef int _begin(self, MDB_txn **txn, unsigned int flags) except -1:
         cdef int rc, dead = 0
-        cdef bint checked = False
+        cdef int full_tries = 0
         while True:
             self.check()
             if self.resizing:
@@ -235,9 +270,14 @@ cdef class NativeEnv:
                 self.active -= 1
                 self._grow(0)
                 continue
-            if rc == MDB_READERS_FULL and not checked:   # free the slots of dead processes, retry
+            if rc == MDB_READERS_FULL and full_tries < 100:
+                # free the slots of dead processes, and give threads that just ended (e.g.
+                # an open's helper) a moment to release theirs, then retry
                 self.active -= 1
-                checked = True
+                if full_tries:
+                    with nogil:
+                        usleep(1000)
+                full_tries += 1
                 mdb_reader_check(self.env, &dead)
                 continue
             if rc:
@@ -451,11 +491,6 @@ cdef class NativeEnv:
     cdef object _open_dbis(self, str namespace, bint create):
         """The (log, idx, snap) handles of a namespace not yet opened in this process, or
         None when it is missing and ``create`` is off."""
-        cdef MDB_txn *txn
-        cdef MDB_dbi d
-        cdef int rc
-        cdef list out
-        cdef bint write
         if self.in_explicit_txn():
             raise AetherError("open namespaces before starting a transaction")
         with self.dbi_lock:            # LMDB: one transaction at a time may call mdb_dbi_open
@@ -467,30 +502,40 @@ cdef class NativeEnv:
                 raise StorageError(
                     f"cannot open namespace {namespace!r}: this store was opened with max_namespaces="
                     f"{self.max_namespaces}")
-            for write in (False, True):
-                if write and not create:
+            dbis = _in_own_thread(self._read_dbis, namespace)
+            if dbis is None and create:
+                dbis = self._try_open_dbis(namespace, True)
+            if dbis is not None:
+                self.dbis[namespace] = dbis
+            return dbis
+
+    def _read_dbis(self, str namespace):
+        return self._try_open_dbis(namespace, False)
+
+    cdef object _try_open_dbis(self, str namespace, bint write):
+        """Open (``write``: create) a namespace's handles in one transaction, committed (also
+        a read transaction: LMDB keeps the handles only on commit); None when a read finds
+        it missing. The caller holds ``dbi_lock``."""
+        cdef MDB_txn *txn
+        cdef MDB_dbi d
+        cdef int rc
+        cdef list out = []
+        self._begin(&txn, 0 if write else MDB_RDONLY)
+        try:
+            for part in ("log", "idx", "snap"):
+                name = f"{namespace}/{part}".encode()
+                rc = mdb_dbi_open(txn, name, MDB_CREATE if write else 0, &d)
+                if rc == MDB_NOTFOUND and not write:
+                    self._abort(txn)
                     return None
-                out = []
-                self._begin(&txn, 0 if write else MDB_RDONLY)
-                try:
-                    for part in ("log", "idx", "snap"):
-                        name = f"{namespace}/{part}".encode()
-                        rc = mdb_dbi_open(txn, name, MDB_CREATE if write else 0, &d)
-                        if rc == MDB_NOTFOUND and not write:
-                            break
-                        if rc:
-                            raise_lmdb(rc, f"open of namespace {namespace!r}")
-                        out.append(d)
-                except BaseException:
-                    self._abort(txn)
-                    raise
-                if len(out) < 3:               # missing (read transaction): create it
-                    self._abort(txn)
-                    continue
-                # a read transaction is committed too: LMDB keeps the handles only on commit
-                self._commit(txn)
-                dbis = self.dbis[namespace] = tuple(out)
-                return dbis
+                if rc:
+                    raise_lmdb(rc, f"open of namespace {namespace!r}")
+                out.append(d)
+        except BaseException:
+            self._abort(txn)
+            raise
+        self._commit(txn)
+        return tuple(out)
 
     def namespaces(self):
         """Names of the namespaces stored in this environment."""

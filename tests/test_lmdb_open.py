@@ -89,6 +89,9 @@ def test_existing_store_opens_and_reads_while_another_process_holds_a_write_tran
         assert info.returncode == 0, info.stderr
         counts = {ns["name"]: ns["events"] for ns in json.loads(info.stdout)["namespaces"]}
         assert counts == {"default": 3, "other": 2}          # the uncommitted events are not seen
+        tail = run("-m", "aether_fast", "tail", two_namespaces, "-n", "2", "--json")
+        assert tail.returncode == 0, tail.stderr
+        assert [json.loads(line)["version"] for line in tail.stdout.splitlines()] == [2, 3]
         verify = run("-m", "aether_fast", "verify", two_namespaces, "--json")
         assert verify.returncode == 0 and json.loads(verify.stdout)["ok"], verify.stdout + verify.stderr
         # --compact: LMDB's plain copy itself takes the writer lock for a moment (see the README)
