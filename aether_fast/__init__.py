@@ -21,6 +21,7 @@ from .errors import (
     StoreClosedError,
     StoreForkedError,
     StoreFullError,
+    StoreNotFoundError,
     VersionConflictError,
 )
 from .jetstream import (
@@ -106,6 +107,7 @@ __all__ = [
     "StoreClosedError",
     "StoreForkedError",
     "StoreFullError",
+    "StoreNotFoundError",
     "SubscriberOverflowError",
     "Subscription",
     "SyncJetStreamEventStore",

@@ -2,8 +2,9 @@
 
 The library functions behind the ``aether-fast`` commands. Each takes a store path or an
 open :class:`LmdbEventStore`. Functions that read (``store_info``, ``verify_store``,
-``export_events``) never create anything: a path that is not an existing store is an
-``InvalidInputError`` naming it, and so is a namespace the store does not have.
+``export_events``) never create anything: a path that is not an existing store is a
+``StoreNotFoundError`` (an ``InvalidInputError``) naming it, and so is a namespace the store
+does not have. They only read, so they do not wait for another process's write transaction.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import IO
 
 import orjson
 
-from . import _native, lmdb_store
+from . import _native
 from .errors import AetherError, CorruptRecordError, InvalidInputError
-from .lmdb_store import DEFAULT_MAP_SIZE, LmdbEventStore
+from .lmdb_store import DATA_FILE, LmdbEventStore, existing_store_path
 from .model import Event
 from .namespace import DEFAULT_NAMESPACE, validate_namespace
 
@@ -29,7 +30,6 @@ StoreRef = str | os.PathLike[str] | LmdbEventStore
 Progress = Callable[[int], None]
 """Called with the amount of work done since the last call (events or bytes)."""
 
-DATA_FILE = "data.mdb"
 LOCK_FILE = "lock.mdb"
 _CHUNK = 1024
 _MAX_PROBLEMS = 1000
@@ -55,33 +55,14 @@ class ImportRefusedError(InvalidInputError):
 
 
 def check_store_path(path: str | os.PathLike[str]) -> str:
-    """The real path of an existing store directory; InvalidInputError naming ``path``
-    otherwise. Nothing is created."""
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise InvalidInputError(f"no store at {p!r}: the path does not exist")
-    if not os.path.isdir(p):
-        raise InvalidInputError(f"{p!r} is not a store: it is not a directory")
-    if not os.path.isfile(os.path.join(p, DATA_FILE)):
-        raise InvalidInputError(f"{p!r} is not a store: it has no {DATA_FILE}")
-    return os.path.realpath(p)
+    """The real path of an existing store directory; StoreNotFoundError (InvalidInputError
+    when not a directory) naming ``path`` otherwise. Nothing is created."""
+    return existing_store_path(path)
 
 
 def list_namespaces(ref: StoreRef) -> list[str]:
     """The namespaces stored at ``ref``, without creating any."""
-    if isinstance(ref, LmdbEventStore):
-        return ref._env.namespaces()
-    real = check_store_path(ref)
-    with lmdb_store._registry_lock:     # one environment per path per process: reuse an open one
-        entry = lmdb_store._open_envs.get(real)
-        if entry is not None and not entry[0].closed and not entry[0].forked:
-            return entry[0].namespaces()
-        env = _native.NativeEnv(real, map_size=DEFAULT_MAP_SIZE, durability="sync",
-                                max_namespaces=1, max_readers=126)
-        try:
-            return env.namespaces()
-        finally:
-            env.close()
+    return LmdbEventStore.list_namespaces(ref.path if isinstance(ref, LmdbEventStore) else ref)
 
 
 @contextmanager
@@ -100,13 +81,9 @@ def open_namespace(ref: StoreRef, namespace: str | None = None, *, create: bool 
         path = os.fspath(ref)
         fresh = create and (not os.path.exists(path) or (os.path.isdir(path) and not os.listdir(path)))
         names = [] if fresh else list_namespaces(path)
-        entry = lmdb_store._open_envs.get(os.path.realpath(path))
-        durability = entry[0].durability if entry is not None and not entry[0].closed else "sync"
+        durability = LmdbEventStore.durability_in_process(path) or "sync"
     ns = validate_namespace(DEFAULT_NAMESPACE if namespace is None else namespace)
-    if ns not in names and not create:
-        raise InvalidInputError(
-            f"store {path!r} has no namespace {ns!r} (it has: {', '.join(map(repr, names)) or 'none'})")
-    with LmdbEventStore(path, namespace=ns, durability=durability,
+    with LmdbEventStore(path, namespace=ns, durability=durability, create=create,
                         max_namespaces=max(64, len(names) + 1)) as store:
         yield store
 
@@ -352,9 +329,10 @@ def import_events(ref: StoreRef, lines: Iterable[bytes | str], *, namespace: str
 
     - Default, all or nothing: the whole import is one write transaction, so a refused
       line (or a crash, or Ctrl-C) leaves the store as it was. It holds the writer lock
-      throughout: other writers, and other processes opening the store, wait until it
-      ends; LMDB keeps the transaction's pages in memory up to its spill limit (about
-      512 MiB with 4 KiB pages). Best for a new store.
+      throughout: other writers, and processes creating a store or namespace there, wait
+      until it ends (opening an existing one and reading do not; nor does a compact
+      backup, a plain one does); LMDB keeps the transaction's pages in memory up to its
+      spill limit (about 512 MiB with 4 KiB pages). Best for a new store.
     - ``resume=True``: commits every ``commit_every`` events (constant memory, short
       transactions: the store stays usable by others), and events already stored
       (same actor, version and id) are skipped, so running the same import again after
@@ -474,8 +452,11 @@ class BackupResult:
 def backup_store(ref: StoreRef, dest: str | os.PathLike[str], *, compact: bool = False) -> BackupResult:
     """A consistent copy of the whole store (every namespace) at ``ref`` into ``dest``, a
     new or empty directory, taken while writers go on (LMDB's hot copy reads one
-    snapshot; writers are not blocked). ``compact`` leaves out free pages. Restore by
-    opening ``dest`` as a store (or copying it back in place of the original)."""
+    snapshot; writers are not blocked). ``compact`` leaves out free pages. A plain copy
+    takes the writer lock for a moment to start (LMDB's way to pick its snapshot), so it
+    waits for a long write transaction of another process to end; a compact copy does
+    not. Restore by opening ``dest`` as a store (or copying it back in place of the
+    original)."""
     source = ref.path if isinstance(ref, LmdbEventStore) else check_store_path(ref)
     target = os.fspath(dest)
     if os.path.realpath(target) == source:

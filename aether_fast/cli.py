@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "input, keeping their ids, versions and timestamps. Every version is checked: the first "
                    "line the store cannot take is reported with its number. By default the import is one "
                    "transaction, all or nothing: a refused line, Ctrl-C or a crash leaves the store unchanged; "
-                   "it holds the store's writer lock throughout, so other writers, and other processes opening "
-                   "the store, wait until it ends (best for a new store). With --resume it "
+                   "it holds the store's writer lock throughout, so other writers (and processes creating a "
+                   "namespace) wait until it ends, readers do not (best for a new store). With --resume it "
                    "commits every --commit-every events and skips events already stored (same actor, "
                    "version and id), so the same command run again continues where it stopped. Creates the "
                    "store when PATH does not exist.",

@@ -96,6 +96,11 @@ class StoreForkedError(AetherError):
     """A store opened before ``fork()`` was used in the child; open it anew in the child."""
 
 
+class StoreNotFoundError(InvalidInputError, FileNotFoundError):
+    """No store, or no such namespace in it, and the opening may not create one
+    (``create=False``). Also a ``ValueError`` and a ``FileNotFoundError``."""
+
+
 class IncompatibleFormatError(AetherError):
     """The path holds an LMDB environment of another format or of another program."""
 
@@ -112,5 +117,6 @@ __all__ = [
     "StoreClosedError",
     "StoreForkedError",
     "StoreFullError",
+    "StoreNotFoundError",
     "VersionConflictError",
 ]

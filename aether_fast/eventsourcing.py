@@ -41,8 +41,8 @@ Differences from the SQL recorders: the versions of one originator must be inser
 increasing order (every ``Application`` does so); inserting a version below the latest
 stored one raises ``IntegrityError`` where an SQL table would accept it. Originator ids
 are at most 255 UTF-8 bytes, topics at most 1024. ``CREATE_TABLE=no`` means the store
-directory must already hold a store (``OperationalError`` otherwise); a namespace that is
-missing in it is created empty.
+and the recorder's namespaces must already exist (``OperationalError`` otherwise, and
+nothing is created), as the SQL recorders' tables must.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ from .errors import (
     StorageError,
     StoreClosedError,
     StoreForkedError,
+    StoreNotFoundError,
     VersionConflictError,
 )
 from .lmdb_store import Durability, LmdbEventStore
@@ -151,15 +152,17 @@ class _SharedEnv:
         with self.lock:
             store = self.stores.get(namespace)
             if store is None:
-                if not create and not os.path.exists(os.path.join(self.path, "data.mdb")):
-                    raise OperationalError(
-                        f"no aether_fast store at {self.path!r} and CREATE_TABLE is off: create the "
-                        "store first (run once with CREATE_TABLE=yes) or fix AETHER_FAST_PATH"
-                    )
-                with _translated():
+                try:
                     store = self.stores[namespace] = LmdbEventStore(
-                        self.path, durability=self.durability, namespace=namespace
+                        self.path, durability=self.durability, namespace=namespace, create=create
                     )
+                except StoreNotFoundError as e:      # only with create off
+                    raise OperationalError(
+                        f"{e}, and CREATE_TABLE is off: create it first (run once with "
+                        "CREATE_TABLE=yes) or fix AETHER_FAST_PATH"
+                    ) from e
+                except AetherError as e:
+                    raise persistence_error(e) from e
             return store
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from . import _native
 from .errors import (
@@ -20,6 +20,7 @@ from .errors import (
     InvalidTypeError,
     StoreAlreadyOpenError,
     StoreClosedError,
+    StoreNotFoundError,
 )
 from .group_commit import COMMIT_SECONDS_BUCKETS, GROUP_SIZE_BUCKETS, GroupCommitter
 from .metrics import StoreMetrics, cumulative
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 Durability = Literal["sync", "metasync", "nosync"]
 MAX_RECORD_PART_BYTES = 0xFFFFFFFF    # a record's metadata and payload lengths are 32-bit
 DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
+DATA_FILE = "data.mdb"
 
 _registry_lock = threading.Lock()
 _open_envs: dict[str, tuple[_native.NativeEnv, set[str], GroupCommitter, CommitNotifier]] = {}
@@ -77,6 +79,11 @@ class LmdbEventStore:
     Group commit (concurrent appends sharing one transaction) closes a group at
     ``group_max`` requests, and under contention waits at most ``group_gather`` seconds
     for callers to join; both are set by the first open of a path in a process.
+
+    Opening an existing store and namespace only reads (it does not wait for another
+    process's long write transaction); creating a store or a namespace takes LMDB's
+    writer lock, so it waits for such a transaction to end. With ``create=False`` a
+    missing store or namespace raises StoreNotFoundError and nothing is created.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class LmdbEventStore:
         max_snapshot_bytes: int = 256 << 20,
         group_max: int = 512,
         group_gather: float = 0.0005,
+        create: bool = True,
     ) -> None:
         if durability not in _native.DURABILITY_FLAGS:
             raise InvalidInputError(
@@ -115,10 +123,13 @@ class LmdbEventStore:
         self.durability = durability
         self.max_event_bytes = max_event_bytes
         path = os.fspath(path)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise InvalidInputError(f"store path {path!r} exists and is not a directory")
-        os.makedirs(path, exist_ok=True)
-        self.path = os.path.realpath(path)
+        if create:
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise InvalidInputError(f"store path {path!r} exists and is not a directory")
+            os.makedirs(path, exist_ok=True)
+            self.path = os.path.realpath(path)
+        else:
+            self.path = existing_store_path(path)
         with _registry_lock:
             entry = _open_envs.get(self.path)
             if entry is not None and (entry[0].closed or entry[0].forked):
@@ -126,7 +137,7 @@ class LmdbEventStore:
             if entry is None:
                 env = _native.NativeEnv(
                     self.path, map_size=map_size, durability=durability,
-                    max_namespaces=max_namespaces, max_readers=max_readers,
+                    max_namespaces=max_namespaces, max_readers=max_readers, create=create,
                 )
                 committer = GroupCommitter(env, max_group=group_max, gather=float(group_gather))
                 entry = _open_envs[self.path] = (env, set(), committer, CommitNotifier())
@@ -142,8 +153,14 @@ class LmdbEventStore:
                 )
             users.add(self.namespace)      # reserved; opened below, outside the registry lock
         try:
-            # may wait for LMDB's writer lock (a new namespace's sub-databases are created)
-            self._log = env.open_log(self.namespace)
+            # only a new namespace waits for LMDB's writer lock (its sub-databases are created)
+            log = env.open_log(self.namespace, create)
+            if log is None:
+                names = env.namespaces()
+                raise StoreNotFoundError(
+                    f"store {self.path!r} has no namespace {self.namespace!r} "
+                    f"(it has: {', '.join(map(repr, names)) or 'none'})")
+            self._log = log
         except BaseException:
             with _registry_lock:
                 users.discard(self.namespace)
@@ -155,6 +172,33 @@ class LmdbEventStore:
         self._committer = committer
         self._notifier = notifier
         self._closed = False
+
+    @staticmethod
+    def list_namespaces(path: str | os.PathLike[str]) -> list[str]:
+        """The namespaces stored at ``path``, sorted; StoreNotFoundError when there is no
+        store. Reads only (it creates no store, no namespace) and does not wait for
+        writers, whether or not the store is open in this process."""
+        real = existing_store_path(path)
+        with _registry_lock:     # one environment per path per process: reuse an open one
+            entry = _open_envs.get(real)
+            if entry is not None and not entry[0].closed and not entry[0].forked:
+                return entry[0].namespaces()
+            env = _native.NativeEnv(real, map_size=DEFAULT_MAP_SIZE, durability="sync",
+                                    max_namespaces=1, max_readers=126, create=False)
+            try:
+                return env.namespaces()
+            finally:
+                env.close()
+
+    @staticmethod
+    def durability_in_process(path: str | os.PathLike[str]) -> Durability | None:
+        """The durability the store at ``path`` is open with in this process (its
+        namespaces share it), or None when it is not open here."""
+        with _registry_lock:
+            entry = _open_envs.get(os.path.realpath(os.fspath(path)))
+            if entry is None or entry[0].closed or entry[0].forked:
+                return None
+            return cast(Durability, entry[0].durability)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -351,6 +395,19 @@ class LmdbEventStore:
         """Environment facts: map size and use, readers, namespaces."""
         self._live()
         return {**self._env.info(), "namespaces": self._env.namespaces(), "path": self.path}
+
+
+def existing_store_path(path: str | os.PathLike[str]) -> str:
+    """The real path of the existing store directory ``path``; StoreNotFoundError naming
+    it otherwise (InvalidInputError when it is not a directory). Nothing is created."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise StoreNotFoundError(f"no store at {p!r}: the path does not exist")
+    if not os.path.isdir(p):
+        raise InvalidInputError(f"{p!r} is not a store: it is not a directory")
+    if not os.path.isfile(os.path.join(p, DATA_FILE)):
+        raise StoreNotFoundError(f"{p!r} is not a store: it has no {DATA_FILE}")
+    return os.path.realpath(p)
 
 
 def _replay_error(position: int, raw: bytes, problem: str | CorruptRecordError) -> ReplayError:

@@ -11,7 +11,12 @@
 import threading as _threading
 import weakref as _weakref
 
+from aether_fast.errors import StoreNotFoundError
+
 cdef enum:
+    META_OK = 1
+    META_MISSING = 2
+    META_BEHIND = 3
     KEY_MAX = 1 + 255 + 8
     SNAP_HDR = 28
     READ_CHUNK = 1024
@@ -39,6 +44,27 @@ _os.register_at_fork(after_in_child=_mark_forked)
 
 class _MapFull(Exception):
     """Internal: a write ran out of map space; the caller grows the map and retries."""
+
+
+def _in_own_thread(fn, *args):
+    """``fn(*args)`` run in a short-lived thread, for the read transactions of opening: LMDB
+    ties a reader slot to each thread that reads until the thread ends, and opening a
+    store must not take one of ``max_readers`` for the caller's thread."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append((True, fn(*args)))
+        except BaseException as e:
+            outcome.append((False, e))
+
+    thread = _threading.Thread(target=run, name="aether-fast-open", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value
 
 
 cdef int raise_lmdb(int rc, str what) except -1:
@@ -89,6 +115,7 @@ cdef class NativeEnv:
     cdef set failed_threads    # threads whose explicit transaction was rolled back by an error
     cdef MDB_dbi meta
     cdef dict dbis
+    cdef object dbi_lock       # mdb_dbi_open may run in one transaction at a time per process
     cdef readonly unsigned int max_namespaces
     cdef readonly unsigned int max_readers
     cdef object __weakref__
@@ -98,19 +125,16 @@ cdef class NativeEnv:
         self.closed = True
 
     def __init__(self, str path, *, size_t map_size, str durability, unsigned int max_namespaces,
-                 unsigned int max_readers):
+                 unsigned int max_readers, bint create=True):
         cdef unsigned int flags = DURABILITY_FLAGS[durability]
         cdef bytes bpath = _os.fsencode(path)
         cdef const char *cpath = bpath
         cdef int rc
-        cdef MDB_txn *txn
-        cdef MDB_val k, v
-        cdef MDB_stat st
-        cdef MDB_dbi main
         cdef int dead = 0
         self.path = path
         self.durability = durability
         self.dbis = {}
+        self.dbi_lock = _threading.Lock()
         self.failed_threads = set()
         self.max_namespaces = max_namespaces
         rc = mdb_env_create(&self.env)
@@ -130,55 +154,89 @@ cdef class NativeEnv:
         self.closed = False
         _all_envs.add(self)
         try:
-            self._begin(&txn, 0)
-            try:
-                rc = mdb_dbi_open(txn, NULL, 0, &main)   # the main DB lists the named DBs
-                if rc == 0:
-                    rc = mdb_stat(txn, main, &st)
-                if rc:
-                    raise_lmdb(rc, "stat")
-                name = b"__meta__"
-                k.mv_data = <void *><const char *>name
-                k.mv_size = len(name)
-                rc = mdb_get(txn, main, &k, &v)
-                if rc == MDB_NOTFOUND and st.ms_entries:
-                    raise IncompatibleFormatError(f"{path!r} is an LMDB environment but not an aether_fast store")
-                rc = mdb_dbi_open(txn, "__meta__", MDB_CREATE, &self.meta)
-                if rc:
-                    raise_lmdb(rc, "open meta")
-                name = b"format"
-                k.mv_data = <void *><const char *>name
-                k.mv_size = len(name)
-                rc = mdb_get(txn, self.meta, &k, &v)
-                if rc == MDB_NOTFOUND:
-                    fmt = STORE_FORMAT
-                    v.mv_data = <void *><const char *>fmt
-                    v.mv_size = len(fmt)
-                    rc = mdb_put(txn, self.meta, &k, &v, 0)
-                    if rc:
-                        raise_lmdb(rc, "write meta")
-                    created = str(_time_ns()).encode()
-                    name = b"created_ns"
-                    k.mv_data = <void *><const char *>name
-                    k.mv_size = len(name)
-                    v.mv_data = <void *><const char *>created
-                    v.mv_size = len(created)
-                    rc = mdb_put(txn, self.meta, &k, &v, 0)
-                    if rc:
-                        raise_lmdb(rc, "write meta")
-                elif rc:
-                    raise_lmdb(rc, "read meta")
-                elif PyBytes_FromStringAndSize(<const char *>v.mv_data, v.mv_size) != STORE_FORMAT:
-                    found = PyBytes_FromStringAndSize(<const char *>v.mv_data, v.mv_size)
-                    raise IncompatibleFormatError(
-                        f"{path!r} has store format {found!r}; this aether_fast reads format {STORE_FORMAT!r}")
-            except BaseException:
-                self._abort(txn)
-                raise
-            self._commit(txn)
+            # an existing store is checked in a read transaction: no wait for another
+            # process's long write transaction; only a new store takes the writer lock
+            state = _in_own_thread(self._read_meta)
+            if state == META_MISSING and not create:
+                raise StoreNotFoundError(f"no store at {path!r}: it holds an empty LMDB environment")
+            if state != META_OK:
+                self._open_meta(True)
         except BaseException:
             self.close()
             raise
+
+    def _read_meta(self):
+        return self._open_meta(False)
+
+    cdef int _open_meta(self, bint write) except -1:
+        """Open the meta sub-database and check the store format. Without ``write``, in a
+        read transaction: META_MISSING when the store has no meta record yet (it must be
+        written), META_BEHIND when the last commit on disk is not visible yet (a writer
+        died inside its commit; the next writer lock recovers it). With ``write``, the
+        record is created when missing."""
+        cdef MDB_envinfo info
+        cdef MDB_txn *txn
+        cdef MDB_val k, v
+        cdef MDB_stat st
+        cdef MDB_dbi main
+        cdef int rc
+        self._begin(&txn, 0 if write else MDB_RDONLY)
+        try:
+            mdb_env_info(self.env, &info)
+            if not write and info.me_last_txnid > mdb_txn_id(txn):
+                self._abort(txn)
+                return META_BEHIND
+            rc = mdb_dbi_open(txn, NULL, 0, &main)   # the main DB lists the named DBs
+            if rc == 0:
+                rc = mdb_stat(txn, main, &st)
+            if rc:
+                raise_lmdb(rc, "stat")
+            name = b"__meta__"
+            k.mv_data = <void *><const char *>name
+            k.mv_size = len(name)
+            rc = mdb_get(txn, main, &k, &v)
+            if rc == MDB_NOTFOUND and st.ms_entries:
+                raise IncompatibleFormatError(f"{self.path!r} is an LMDB environment but not an aether_fast store")
+            if rc == MDB_NOTFOUND and not write:
+                self._abort(txn)
+                return META_MISSING
+            rc = mdb_dbi_open(txn, "__meta__", MDB_CREATE if write else 0, &self.meta)
+            if rc:
+                raise_lmdb(rc, "open meta")
+            name = b"format"
+            k.mv_data = <void *><const char *>name
+            k.mv_size = len(name)
+            rc = mdb_get(txn, self.meta, &k, &v)
+            if rc == MDB_NOTFOUND and not write:
+                self._abort(txn)
+                return META_MISSING
+            if rc == MDB_NOTFOUND:
+                fmt = STORE_FORMAT
+                v.mv_data = <void *><const char *>fmt
+                v.mv_size = len(fmt)
+                rc = mdb_put(txn, self.meta, &k, &v, 0)
+                if rc:
+                    raise_lmdb(rc, "write meta")
+                created = str(_time_ns()).encode()
+                name = b"created_ns"
+                k.mv_data = <void *><const char *>name
+                k.mv_size = len(name)
+                v.mv_data = <void *><const char *>created
+                v.mv_size = len(created)
+                rc = mdb_put(txn, self.meta, &k, &v, 0)
+                if rc:
+                    raise_lmdb(rc, "write meta")
+            elif rc:
+                raise_lmdb(rc, "read meta")
+            elif PyBytes_FromStringAndSize(<const char *>v.mv_data, v.mv_size) != STORE_FORMAT:
+                found = PyBytes_FromStringAndSize(<const char *>v.mv_data, v.mv_size)
+                raise IncompatibleFormatError(
+                    f"{self.path!r} has store format {found!r}; this aether_fast reads format {STORE_FORMAT!r}")
+        except BaseException:
+            self._abort(txn)
+            raise
+        self._commit(txn)      # also a read transaction: LMDB keeps the meta handle only on commit
+        return META_OK
 
     def __dealloc__(self):
         # A forked child must not close the parent's environment (it would clear the
@@ -199,7 +257,7 @@ cdef class NativeEnv:
 
     cdef int _begin(self, MDB_txn **txn, unsigned int flags) except -1:
         cdef int rc, dead = 0
-        cdef bint checked = False
+        cdef int full_tries = 0
         while True:
             self.check()
             if self.resizing:
@@ -212,9 +270,14 @@ cdef class NativeEnv:
                 self.active -= 1
                 self._grow(0)
                 continue
-            if rc == MDB_READERS_FULL and not checked:   # free the slots of dead processes, retry
+            if rc == MDB_READERS_FULL and full_tries < 100:
+                # free the slots of dead processes, and give threads that just ended (e.g.
+                # an open's helper) a moment to release theirs, then retry
                 self.active -= 1
-                checked = True
+                if full_tries:
+                    with nogil:
+                        usleep(1000)
+                full_tries += 1
                 mdb_reader_check(self.env, &dead)
                 continue
             if rc:
@@ -409,37 +472,62 @@ cdef class NativeEnv:
 
     # -- namespaces --------------------------------------------------------------------
 
-    def open_log(self, str namespace):
-        """The native log of one namespace (its sub-databases are created on first use)."""
+    def open_log(self, str namespace, bint create=True):
+        """The native log of one namespace, or None when it does not exist and ``create``
+        is off. An existing namespace is opened in a read transaction (no wait for a
+        writer); a new one's sub-databases are created in a write transaction."""
         self.check()
-        if namespace in self.dbis:
-            dbis = self.dbis[namespace]
-        else:
-            if len(self.dbis) >= self.max_namespaces:
-                raise StorageError(
-                    f"cannot open namespace {namespace!r}: this store was opened with max_namespaces="
-                    f"{self.max_namespaces}")
-            dbis = self._open_dbis(namespace)
-            self.dbis[namespace] = dbis
+        dbis = self.dbis.get(namespace)
+        if dbis is None:
+            dbis = self._open_dbis(namespace, create)
+            if dbis is None:
+                return None
         cdef NativeLog log = NativeLog.__new__(NativeLog)
         log.env = self
         log.namespace = namespace
         log.log, log.idx, log.snap = dbis
         return log
 
-    cdef tuple _open_dbis(self, str namespace):
+    cdef object _open_dbis(self, str namespace, bint create):
+        """The (log, idx, snap) handles of a namespace not yet opened in this process, or
+        None when it is missing and ``create`` is off."""
+        if self.in_explicit_txn():
+            raise AetherError("open namespaces before starting a transaction")
+        with self.dbi_lock:            # LMDB: one transaction at a time may call mdb_dbi_open
+            self.check()
+            dbis = self.dbis.get(namespace)
+            if dbis is not None:           # another thread opened it meanwhile
+                return dbis
+            if len(self.dbis) >= self.max_namespaces:
+                raise StorageError(
+                    f"cannot open namespace {namespace!r}: this store was opened with max_namespaces="
+                    f"{self.max_namespaces}")
+            dbis = _in_own_thread(self._read_dbis, namespace)
+            if dbis is None and create:
+                dbis = self._try_open_dbis(namespace, True)
+            if dbis is not None:
+                self.dbis[namespace] = dbis
+            return dbis
+
+    def _read_dbis(self, str namespace):
+        return self._try_open_dbis(namespace, False)
+
+    cdef object _try_open_dbis(self, str namespace, bint write):
+        """Open (``write``: create) a namespace's handles in one transaction, committed (also
+        a read transaction: LMDB keeps the handles only on commit); None when a read finds
+        it missing. The caller holds ``dbi_lock``."""
         cdef MDB_txn *txn
         cdef MDB_dbi d
         cdef int rc
         cdef list out = []
-        in_txn = self.in_explicit_txn()
-        if in_txn:
-            raise AetherError("open namespaces before starting a transaction")
-        self._begin(&txn, 0)
+        self._begin(&txn, 0 if write else MDB_RDONLY)
         try:
             for part in ("log", "idx", "snap"):
                 name = f"{namespace}/{part}".encode()
-                rc = mdb_dbi_open(txn, name, MDB_CREATE, &d)
+                rc = mdb_dbi_open(txn, name, MDB_CREATE if write else 0, &d)
+                if rc == MDB_NOTFOUND and not write:
+                    self._abort(txn)
+                    return None
                 if rc:
                     raise_lmdb(rc, f"open of namespace {namespace!r}")
                 out.append(d)
@@ -545,6 +633,24 @@ cdef class NativeLog:
     cdef NativeEnv env
     cdef readonly str namespace
     cdef MDB_dbi log, idx, snap
+
+    cdef int read_txn(self, MDB_txn **txn) except -1:
+        """A read transaction, or this thread's explicit transaction (see NativeEnv.read_txn)."""
+        owned = self.env.read_txn(txn)
+        if not owned:
+            self.check_visible(txn[0])
+        return owned
+
+    cdef int check_visible(self, MDB_txn *txn) except -1:
+        """Refuse this thread's explicit transaction if it began before this namespace was
+        opened (by another thread, in a read transaction): LMDB hides the handles from it."""
+        cdef unsigned int flags
+        if (mdb_dbi_flags(txn, self.log, &flags) or mdb_dbi_flags(txn, self.idx, &flags)
+                or mdb_dbi_flags(txn, self.snap, &flags)):
+            raise AetherError(
+                f"namespace {self.namespace!r} was opened after this thread's transaction began; "
+                "open every namespace a transaction uses before starting it")
+        return 0
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -710,6 +816,7 @@ cdef class NativeLog:
         recs = self._prepare(events, max_event_bytes)
         try:
             if self.env.in_explicit_txn():
+                self.check_visible(self.env.wtxn)
                 try:
                     return self._append_in(self.env.wtxn, recs, events, expect_kind, expected)
                 except (VersionConflictError, CorruptRecordError):
@@ -751,7 +858,7 @@ cdef class NativeLog:
         cdef const char *a
         cdef Py_ssize_t n
         a = PyUnicode_AsUTF8AndSize(actor_id, &n)
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.idx, &cur)
             if rc:
@@ -767,7 +874,7 @@ cdef class NativeLog:
     def last_position(self):
         cdef MDB_txn *txn
         cdef MDB_cursor *cur
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.log, &cur)
             if rc:
@@ -828,7 +935,7 @@ cdef class NativeLog:
         a = PyUnicode_AsUTF8AndSize(actor_id, &n)
         events = []
         errors = [] if with_errors else None
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.idx, &idx_cur)
             if rc == 0:
@@ -887,7 +994,7 @@ cdef class NativeLog:
         cdef Py_ssize_t taken = 0
         events = []
         errors = [] if with_errors else None
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.log, &cur)
             if rc:
@@ -953,7 +1060,7 @@ cdef class NativeLog:
         memset(&offsets, 0, sizeof(af_buf)); memset(&payload, 0, sizeof(af_buf))
         if af_intern_init(&types) or af_intern_init(&actors):
             raise MemoryError()
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.log, &log_cur)
             if rc == 0 and by_actor:
@@ -1094,6 +1201,8 @@ cdef class NativeLog:
         k.mv_size = pack_actor_key(key, a, n, <uint64_t>version)
         k.mv_data = key
         explicit = self.env.in_explicit_txn()
+        if explicit:
+            self.check_visible(self.env.wtxn)
         while True:
             if explicit:
                 txn = self.env.wtxn
@@ -1143,7 +1252,7 @@ cdef class NativeLog:
         cdef Py_ssize_t n
         cdef const unsigned char *p
         a = PyUnicode_AsUTF8AndSize(actor_id, &n)
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.snap, &cur)
             if rc:
@@ -1181,7 +1290,7 @@ cdef class NativeLog:
         cdef MDB_txn *txn
         cdef MDB_stat st
         out = {}
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             for name, dbi in (("events", self.log), ("index_entries", self.idx), ("snapshots", self.snap)):
                 mdb_stat(txn, dbi, &st)
@@ -1202,7 +1311,7 @@ cdef class NativeLog:
         cdef unsigned char prev[KEY_MAX]
         cdef size_t prev_n = 0
         cdef long long actors = 0
-        owned = self.env.read_txn(&txn)
+        owned = self.read_txn(&txn)
         try:
             rc = mdb_cursor_open(txn, self.idx, &cur)
             if rc:
