@@ -119,7 +119,8 @@ class NatsServer:
             self._terminate()
             if time.monotonic() >= deadline:
                 break
-        raise RuntimeError(f"nats-server did not become ready within {READY_TIMEOUT} s; its output:\n{last}")
+        self.stop()     # nothing left behind: no process, no temp store dir
+        raise RuntimeError(f"nats-server did not start (or not within {READY_TIMEOUT} s); its output:\n{last}")
 
     def restart(self) -> Self:
         """Stop the server if it runs (gracefully), then start it again on the same port(s)

@@ -55,3 +55,13 @@ def test_stop_removes_its_own_store_dir():
         store = server.store_dir
         assert store is not None and os.path.isdir(store)
     assert not os.path.exists(store)
+
+
+def test_a_server_that_cannot_start_leaves_nothing_behind():
+    from nats_server import NatsServer, require_nats
+
+    require_nats()
+    server = NatsServer(jetstream=True, extra_args=("--no-such-flag",))
+    with pytest.raises(RuntimeError, match="did not start"):
+        server.start()
+    assert server.store_dir is None and not server.running
