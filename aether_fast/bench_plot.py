@@ -36,7 +36,7 @@ def plot_ratios(result: Mapping[str, Any], path: str) -> None:
     rows.reverse()                                  # the first workload at the top
     ratios = [float(r["ratio"]) for r in rows]
     labels = [f"{r['workload']}\nvs {r['baseline']}" for r in rows]
-    colors = ["#2e7d32" if r["met"] else "#c62828" for r in rows]
+    colors = ["#9e9e9e" if r["met"] is None else "#2e7d32" if r["met"] else "#c62828" for r in rows]
     fig, ax = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.8))
     ys = range(len(rows))
     ax.barh(ys, ratios, color=colors, height=0.6)

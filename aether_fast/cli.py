@@ -420,8 +420,10 @@ def _bench(args: argparse.Namespace) -> int:
             with open(args.from_json, "rb") as f:
                 saved = orjson.loads(f.read())
             rows = saved["workloads"]
-            if not isinstance(rows, list) or not all("ratio" in r and "met" in r for r in rows):
-                raise KeyError("workloads")
+            needed = ("workload", "baseline", "ratio", "met")
+            if not isinstance(rows, list) or not rows or not all(
+                    isinstance(r, dict) and all(k in r for k in needed) for r in rows):
+                raise KeyError("workloads: a non-empty list of rows with " + ", ".join(needed))
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
             args.parser.error(f"--from-json {args.from_json!r} is not a saved bench --json result ({e})")
         plot_ratios(saved, args.plot)

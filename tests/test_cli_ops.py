@@ -468,6 +468,8 @@ def bad_cases(tmp: Path) -> list[list[str]]:
         ["backup", str(store), str(store)], ["backup", str(store)],
         ["bench", "--plot", str(tmp / "chart.txt")], ["bench", "--from-json", str(a_file)],
         ["bench", "--plot", str(tmp / "c.png"), "--from-json", str(a_file)],
+        ["bench", "--plot", str(tmp / "c.png"), "--from-json", str(tmp / "empty.json")],
+        ["bench", "--plot", str(tmp / "c.png"), "--from-json", str(tmp / "partial.json")],
     ]
 
 
@@ -475,6 +477,8 @@ def bad_cases(tmp: Path) -> list[list[str]]:
 def bad_tree(tmp_path: Path) -> Path:
     fill(tmp_path / "store", actors=1, versions=1)
     (tmp_path / "file.txt").write_text("not a store\n")
+    (tmp_path / "empty.json").write_text('{"workloads": []}')
+    (tmp_path / "partial.json").write_text('{"workloads": [{"ratio": 2, "met": true}]}')
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "notes.txt").write_text("hi")
     import lmdb
