@@ -1054,8 +1054,9 @@ class SyncJetStreamEventStore:
     """The blocking EventStore/SnapshotStore API over a :class:`JetStreamEventStore` run on
     a private event-loop thread; same arguments as ``JetStreamEventStore.open``.
 
-    ``subscribe`` polls the stream every ``poll_interval`` for other writers' events and is
-    woken at once by this object's own writes."""
+    ``subscribe`` polls the stream every ``poll_interval`` (0.05 s: each poll is a request
+    to the server) for other writers' events and is woken at once by this object's own
+    writes; the async store's ``subscribe`` is pushed by the server instead."""
 
     def __init__(self, servers: str | list[str], *, namespace: str = DEFAULT_NAMESPACE,
                  config: JetStreamConfig | None = None, bus: Any = None, creds: str | None = None,
@@ -1166,7 +1167,7 @@ class SyncJetStreamEventStore:
         return self._run(self._live().read_columns(actor_id, from_position=from_position, to_position=to_position))
 
     def subscribe(self, from_position: int = 1, *, event_types: Iterable[str] | None = None,
-                  poll_interval: float = 0.001) -> Subscription:
+                  poll_interval: float = 0.05) -> Subscription:
         store = self._live()
         return Subscription(lambda position, limit: self._run(store.read_range(position, limit)), self._notifier,
                             from_position=from_position, event_types=event_types, poll_interval=poll_interval)
