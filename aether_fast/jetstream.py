@@ -224,6 +224,7 @@ class JetStreamEventStore:
         # the highest sequence of the events stream this store has seen: a direct get may be
         # served by a replica that lags behind, and an answer older than this is retried
         self._seen = 0
+        self._streaming: set[asyncio.Event] = set()      # wake-ups of open streamed reads, set at close
         self.atomic_batches = False
         self.max_event_bytes = int(nc.max_payload)
         self._closed = False
@@ -325,6 +326,8 @@ class JetStreamEventStore:
         if self._closed:
             return
         self._closed = True
+        for ready in self._streaming:      # streamed reads and subscriptions end with StoreClosedError
+            ready.set()
         if self._owns and not self._nc.is_closed:
             await self._nc.close()
 
@@ -850,6 +853,7 @@ class JetStreamEventStore:
         event received. Cheaper per message than direct gets (no per-message headers)."""
         loop = asyncio.get_running_loop()
         while end is None or start <= end:
+            self._check_open()
             ready = asyncio.Event()
             box: list[Event] = []
             state: dict[str, Any] = {"next_cseq": 1, "restart": False, "done": False, "error": None,
@@ -888,12 +892,14 @@ class JetStreamEventStore:
                       "opt_start_seq": start, "ack_policy": "none", "flow_control": True,
                       "idle_heartbeat": _nanos(_HEARTBEAT), "mem_storage": True, "num_replicas": 1,
                       "inactive_threshold": _nanos(30.0)}
+            self._streaming.add(ready)
             try:
                 await self._api(f"$JS.API.CONSUMER.CREATE.{self.stream}.{name}",
                                 orjson.dumps({"stream_name": self.stream, "config": config}))
                 while True:
                     try:
                         await asyncio.wait_for(ready.wait(), _HEARTBEAT)
+                        self._check_open()
                     except asyncio.TimeoutError:
                         if loop.time() - state["alive"] > 3 * _HEARTBEAT:
                             break        # no heartbeat: the consumer is gone; start another
@@ -909,8 +915,9 @@ class JetStreamEventStore:
                     if state["restart"] or state["done"]:
                         break
             finally:
-                await sub.unsubscribe()
+                self._streaming.discard(ready)
                 if not self._nc.is_closed:
+                    await sub.unsubscribe()
                     await self._nc.publish(f"$JS.API.CONSUMER.DELETE.{self.stream}.{name}", b"")
 
     def subscribe(self, from_position: int = 1, *, event_types: Iterable[str] | None = None) -> AsyncIterator[Event]:

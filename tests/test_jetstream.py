@@ -25,6 +25,7 @@ from aether_fast import (
     EventBus,
     InvalidInputError,
     StorageError,
+    StoreClosedError,
     VersionConflictError,
 )
 from aether_fast._native import encode_record
@@ -523,5 +524,32 @@ def test_long_reads_report_undecodable_messages(server):
                 async for e in store.read_all():            # 1101 messages: streamed by a consumer
                     seen.append(e.position)
             assert seen == list(range(1, 1001))             # never skipped silently
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("own_connection", [True, False])
+def test_a_subscription_ends_with_store_closed_when_the_store_closes(server, own_connection):
+    import nats
+
+    async def main():
+        errors: list = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        nc = None if own_connection else await nats.connect(server.url)
+        store = await JetStreamEventStore.open(server.url if own_connection else nc, namespace=fresh_namespace())
+        await store.append("a", [ev("a", 1)])
+        sub = store.subscribe(1)
+        assert (await asyncio.wait_for(anext(sub), 10)).position == 1
+        waiting = asyncio.ensure_future(anext(sub))           # waits for live events
+        await asyncio.sleep(0)
+        await store.close()
+        with pytest.raises(StoreClosedError):
+            await asyncio.wait_for(waiting, 30)
+        await sub.aclose()
+        with pytest.raises(StoreClosedError):
+            store.subscribe(1)
+        if nc is not None:
+            await nc.close()
+        assert errors == []
 
     asyncio.run(main())
