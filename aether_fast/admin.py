@@ -283,6 +283,11 @@ def _verify_namespace(store: LmdbEventStore, report: VerifyReport) -> dict[str, 
 # -- export / import ------------------------------------------------------------------------
 
 
+def json_line(event: Event) -> bytes:
+    """One event as a line of Aether's camelCase JSON (the export and ``--json`` format)."""
+    return orjson.dumps(event.to_dict(), option=orjson.OPT_APPEND_NEWLINE)
+
+
 def export_events(ref: StoreRef, out: IO[bytes], *, namespace: str | None = None, from_position: int = 1,
                   progress: Progress | None = None) -> int:
     """Write the namespace's events from ``from_position`` on to ``out`` as Aether's
@@ -296,7 +301,7 @@ def export_events(ref: StoreRef, out: IO[bytes], *, namespace: str | None = None
             events = log.read_range(position, _CHUNK, False)
             if not events:
                 break
-            out.write(b"".join([orjson.dumps(ev.to_dict(), option=orjson.OPT_APPEND_NEWLINE) for ev in events]))
+            out.write(b"".join([json_line(ev) for ev in events]))
             count += len(events)
             position = events[-1].position + 1
             if progress is not None:

@@ -27,6 +27,7 @@ from .admin import (
     backup_store,
     export_events,
     import_events,
+    json_line,
     open_namespace,
     store_info,
     verify_store,
@@ -239,7 +240,7 @@ def _line(event: Any) -> str:
 def _printer(as_json: bool) -> Callable[[Any], None]:
     out = sys.stdout.buffer
     if as_json:
-        return lambda ev: out.write(orjson.dumps(ev.to_dict(), option=orjson.OPT_APPEND_NEWLINE))
+        return lambda ev: out.write(json_line(ev))
     return lambda ev: out.write((_line(ev) + "\n").encode())
 
 

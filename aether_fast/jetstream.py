@@ -72,7 +72,6 @@ from .errors import (
     StoreClosedError,
     VersionConflictError,
 )
-from .memory import _pack
 from .model import (
     EXPECT_NAMES,
     ActorSnapshot,
@@ -951,7 +950,7 @@ class JetStreamEventStore:
             rows = []
             async for e in self.read_all(start, None if end == 2**63 - 1 else max(0, end - start + 1)):
                 rows.append(e)
-        return columns_of(rows)
+        return ColumnarEvents.from_events(rows)
 
     async def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
         """The actor's snapshot with the highest version, or None."""
@@ -1034,27 +1033,6 @@ def _server_supports_batches(nc: Client) -> bool:
         return False
 
 
-def columns_of(rows: list[Event]) -> ColumnarEvents:
-    """ColumnarEvents of a list of events (built in Python)."""
-    types: dict[str, int] = {}
-    actors: dict[str, int] = {}
-    payload = bytearray()
-    offsets = [0]
-    for e in rows:
-        payload += e.payload
-        offsets.append(len(payload))
-    return ColumnarEvents.from_native({
-        "positions": _pack("q", [e.position for e in rows]),
-        "versions": _pack("q", [e.version for e in rows]),
-        "timestamps": _pack("q", [e.timestamp_ns for e in rows]),
-        "type_codes": _pack("I", [types.setdefault(e.event_type, len(types)) for e in rows]),
-        "actor_codes": _pack("I", [actors.setdefault(e.actor_id, len(actors)) for e in rows]),
-        "is_bytes": bytearray(e.is_bytes for e in rows),
-        "payload_offsets": _pack("q", offsets),
-        "payload": payload,
-        "event_types": list(types),
-        "actor_ids": list(actors),
-    })
 
 
 class SyncJetStreamEventStore:

@@ -243,26 +243,7 @@ class InMemoryEventStore:
         with self._lock:
             source = self._actors.get(check_actor_id(actor_id), []) if actor_id is not None else self._log
             rows = [e for e in source if start <= e.position <= end]
-        types: dict[str, int] = {}
-        actors: dict[str, int] = {}
-        payload = bytearray()
-        offsets = [0]
-        for e in rows:
-            payload += e.payload
-            offsets.append(len(payload))
-        cols = {
-            "positions": _pack("q", [e.position for e in rows]),
-            "versions": _pack("q", [e.version for e in rows]),
-            "timestamps": _pack("q", [e.timestamp_ns for e in rows]),
-            "type_codes": _pack("I", [types.setdefault(e.event_type, len(types)) for e in rows]),
-            "actor_codes": _pack("I", [actors.setdefault(e.actor_id, len(actors)) for e in rows]),
-            "is_bytes": bytearray(e.is_bytes for e in rows),
-            "payload_offsets": _pack("q", offsets),
-            "payload": payload,
-            "event_types": list(types),
-            "actor_ids": list(actors),
-        }
-        return ColumnarEvents.from_native(cols)
+        return ColumnarEvents.from_events(rows)
 
     def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
         self._check_open()
@@ -272,9 +253,3 @@ class InMemoryEventStore:
             if not versions:
                 return None
             return decode_snapshot(actor_id, *versions[max(versions)])
-
-
-def _pack(code: str, values: list[int]) -> bytearray:
-    import array
-
-    return bytearray(array.array(code, values).tobytes())

@@ -100,6 +100,27 @@ class ColumnarEvents:
     payload: np.ndarray
 
     @classmethod
+    def from_events(cls, rows: list) -> ColumnarEvents:
+        """The columns of a list of Events (built in Python, for stores without a native scan)."""
+        types: dict[str, int] = {}
+        actors: dict[str, int] = {}
+        offsets = [0]
+        for e in rows:
+            offsets.append(offsets[-1] + len(e.payload))
+        return cls(
+            positions=np.array([e.position for e in rows], dtype="<i8"),
+            versions=np.array([e.version for e in rows], dtype="<i8"),
+            timestamps=np.array([e.timestamp_ns for e in rows], dtype="<i8").view("datetime64[ns]"),
+            type_codes=np.array([types.setdefault(e.event_type, len(types)) for e in rows], dtype="<u4"),
+            event_types=tuple(types),
+            actor_codes=np.array([actors.setdefault(e.actor_id, len(actors)) for e in rows], dtype="<u4"),
+            actor_ids=tuple(actors),
+            is_bytes=np.array([e.is_bytes for e in rows], dtype=np.bool_),
+            payload_offsets=np.array(offsets, dtype="<i8"),
+            payload=np.frombuffer(b"".join(e.payload for e in rows), dtype=np.uint8),
+        )
+
+    @classmethod
     def from_native(cls, cols: dict) -> ColumnarEvents:
         return cls(
             positions=np.frombuffer(cols["positions"], dtype="<i8"),
