@@ -139,8 +139,10 @@ class LmdbEventStore:
                     self.path, map_size=map_size, durability=durability,
                     max_namespaces=max_namespaces, max_readers=max_readers, create=create,
                 )
-                committer = GroupCommitter(env, max_group=group_max, gather=float(group_gather))
-                entry = _open_envs[self.path] = (env, set(), committer, CommitNotifier())
+                notifier = CommitNotifier()
+                committer = GroupCommitter(env, max_group=group_max, gather=float(group_gather),
+                                           on_commit=notifier.notify)
+                entry = _open_envs[self.path] = (env, set(), committer, notifier)
             env, users, committer, notifier = entry
             if env.durability != durability:
                 raise InvalidInputError(
@@ -240,9 +242,7 @@ class LmdbEventStore:
         """Store one event (Aether's SaveEvent): its version must exceed the actor's latest,
         else VersionConflictError. Re-saving an event already stored (same id and version)
         returns its original position. Returns the event's global position."""
-        position = self._committer.append(self._live(), [event], 0, 0, self.max_event_bytes)[0]
-        self._notifier.notify()
-        return position
+        return self._committer.append(self._live(), [event], 0, 0, self.max_event_bytes)[0]
 
     def append(
         self, actor_id: str, events: Sequence[Event], *, expected_version: ExpectedVersion = "any"
@@ -266,9 +266,7 @@ class LmdbEventStore:
             )
         if not events:
             return []
-        positions = self._committer.append(log, events, kind, expected, self.max_event_bytes)
-        self._notifier.notify()
-        return positions
+        return self._committer.append(log, events, kind, expected, self.max_event_bytes)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

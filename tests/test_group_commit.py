@@ -69,6 +69,19 @@ def test_queued_appends_share_one_transaction(tmp_path):
         assert [e.position for e in store.read_all()] == list(range(1, 9))
 
 
+def test_subscribers_are_woken_once_per_committed_group(tmp_path):
+    with LmdbEventStore(tmp_path / "s") as store:
+        generation = store._notifier.generation
+        run_queued(store, [lambda a=a: store.save_event(ev(f"a{a}", 1)) for a in range(8)])
+        # two groups (the first caller alone, then 7): two wake-ups, plus the holder's
+        # empty transaction; not one per call
+        assert store._committer.stats.commits == 2
+        assert store._notifier.generation - generation == 3
+        sub = store.subscribe(1)
+        assert [sub.next(timeout=5).position for _ in range(8)] == list(range(1, 9))
+        sub.stop()
+
+
 def test_a_conflict_in_a_group_fails_only_its_request(tmp_path):
     with LmdbEventStore(tmp_path / "s") as store:
         store.save_event(ev("taken", 1))
