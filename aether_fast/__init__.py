@@ -1,36 +1,35 @@
 """aether_fast: fast event-sourcing primitives over an LMDB append-only log."""
 
-from .bus import (
-    BusClosedError,
-    BusMetrics,
-    BusSubscription,
-    EventBus,
-    PublishTimeoutError,
-    ReceiveTimeoutError,
-    SubscriberOverflowError,
-)
+from .bus import BusMetrics, BusSubscription, EventBus
 from .errors import (
     AetherError,
+    AtomicBatchUnsupportedError,
+    BusClosedError,
+    ClusterConfigError,
+    ClusterError,
     CorruptRecordError,
+    EmptyRingError,
+    ImportRefusedError,
     IncompatibleFormatError,
     InvalidInputError,
     InvalidNamespaceError,
     InvalidTypeError,
+    MalformedMessageError,
+    NatsAccessError,
+    NatsBusError,
+    PublishTimeoutError,
+    ReceiveTimeoutError,
     StorageError,
     StoreAlreadyOpenError,
     StoreClosedError,
     StoreForkedError,
     StoreFullError,
     StoreNotFoundError,
+    SubscriberOverflowError,
+    TransactionConflictError,
     VersionConflictError,
 )
-from .jetstream import (
-    AtomicBatchUnsupportedError,
-    JetStreamConfig,
-    JetStreamEventStore,
-    SyncJetStreamEventStore,
-    TransactionConflictError,
-)
+from .jetstream import JetStreamConfig, JetStreamEventStore, SyncJetStreamEventStore
 from .lmdb_store import Durability, LmdbEventStore
 from .memory import InMemoryEventStore
 from .model import (
@@ -47,10 +46,10 @@ from .model import (
     ReplayResult,
 )
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
-from .nats_bus import MalformedMessageError, NatsAccessError, NatsBusError, NatsEventBus, NatsSubscription
+from .nats_bus import NatsEventBus, NatsSubscription
 from .notifications import EventStored, NotifyingStore, VersionConflict
 from .protocol import EventStore, SnapshotStore
-from .ring import EmptyRingError, HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
+from .ring import HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
 from .subscription import Subscription
 
 __version__ = "0.1.0"
@@ -68,6 +67,8 @@ __all__ = [
     "BusMetrics",
     "BusSubscription",
     "ClusterConfig",
+    "ClusterConfigError",
+    "ClusterError",
     "ClusterMetrics",
     "ClusterNode",
     "ColumnarEvents",
@@ -80,6 +81,7 @@ __all__ = [
     "EventStored",
     "ExpectedVersion",
     "HashRing",
+    "ImportRefusedError",
     "InMemoryEventStore",
     "IncompatibleFormatError",
     "InvalidInputError",

@@ -6,7 +6,7 @@ from typing import Any
 
 from typing_extensions import Self
 
-from .errors import AetherError
+from .errors import EmptyRingError as EmptyRingError
 
 MAX_ID_BYTES: int
 MAX_EVENT_TYPE_BYTES: int
@@ -175,8 +175,6 @@ class Projection:
     def of_events(self, events: list[Event]) -> list: ...
 
 # -- ring.pxi: murmur3 and the consistent hash ring (API: aether_fast.ring) ---------------
-
-class EmptyRingError(AetherError, LookupError): ...
 
 def murmur3_32(key: str | bytes, seed: int = 0) -> int: ...
 def _murmur3_seq(seq: list[Any] | tuple[Any, ...], seed: int, out: Any) -> None: ...

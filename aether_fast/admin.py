@@ -19,7 +19,7 @@ from typing import IO
 import orjson
 
 from . import _native
-from .errors import AetherError, CorruptRecordError, InvalidInputError
+from .errors import AetherError, CorruptRecordError, ImportRefusedError, InvalidInputError
 from .lmdb_store import DATA_FILE, LmdbEventStore, existing_store_path
 from .model import Event
 from .namespace import DEFAULT_NAMESPACE, validate_namespace
@@ -33,22 +33,6 @@ Progress = Callable[[int], None]
 LOCK_FILE = "lock.mdb"
 _CHUNK = 1024
 _MAX_PROBLEMS = 1000
-
-
-class ImportRefusedError(InvalidInputError):
-    """An import line is not acceptable (bad JSON, a version the store cannot take).
-
-    ``line`` is its 1-based line number; ``imported`` the events committed before it
-    (always 0 unless the import was resumable)."""
-
-    def __init__(self, reason: str, line: int, imported: int = 0) -> None:
-        self.reason = reason
-        self.line = line
-        self.imported = imported
-        super().__init__(f"line {line}: {reason}")
-
-    def __reduce__(self):
-        return (type(self), (self.reason, self.line, self.imported))
 
 
 # -- opening ------------------------------------------------------------------------------

@@ -43,7 +43,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._native import OVERFLOW_POLICIES, BusSubscription, NativeBus
-from .errors import AetherError, InvalidInputError, InvalidTypeError
+from .errors import (
+    AetherError,
+    BusClosedError,
+    InvalidInputError,
+    InvalidTypeError,
+    PublishTimeoutError,
+    ReceiveTimeoutError,
+    SubscriberOverflowError,
+)
 from .namespace import MAX_NAMESPACE_LENGTH, validate_actor_pattern, validate_namespace_pattern
 
 if TYPE_CHECKING:
@@ -53,35 +61,6 @@ Overflow = Literal["block", "drop_oldest", "drop_newest", "error"]
 
 DEFAULT_BUFFER = 1024
 DEFAULT_BLOCK_TIMEOUT = 5.0
-
-
-class BusClosedError(AetherError):
-    """The bus is closed, or a subscription is closed and has no buffered event left."""
-
-
-class ReceiveTimeoutError(AetherError, TimeoutError):
-    """No event arrived within the timeout given to ``get`` / ``aget``."""
-
-
-class SubscriberOverflowError(AetherError):
-    """``publish`` could not deliver to some subscriptions with full buffers.
-
-    Raised after every other subscription got the event(s). ``missed`` maps each such
-    subscription to the number of events it did not get in this call (each one also
-    counted in its ``dropped``); ``namespace`` is the namespace published to.
-    """
-
-    def __init__(self, message: str, namespace: str = "", missed: dict | None = None) -> None:
-        super().__init__(message)
-        self.namespace = namespace
-        self.missed = missed or {}
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.namespace, {}))
-
-
-class PublishTimeoutError(SubscriberOverflowError, TimeoutError):
-    """A subscription with ``overflow="block"`` had no room within its ``block_timeout``."""
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ except ImportError as err:  # pragma: no cover - depends on the installed extras
     raise ImportError("aether_fast.cluster needs nats-py: pip install 'aether_fast[nats]'") from err
 
 from ._native import Event, check_id
-from .errors import AetherError, InvalidInputError, InvalidTypeError
+from .errors import AetherError, ClusterConfigError, ClusterError, InvalidInputError, InvalidTypeError
 from .namespace import validate_namespace
 from .ring import DEFAULT_SHARDS, PlacementStrategy, RingPlacement, ShardMap, shard_for
 
@@ -118,15 +118,6 @@ _HDR_MARKER = "Nats-Marker-Reason"
 _WRONG_LAST_SEQUENCE = (10071, 10164)
 _STREAM_CONFIG_MISMATCH = 10058
 _NATS_ERRORS = (asyncio.TimeoutError, nats.errors.Error)   # timeouts, disconnections, refusals
-
-
-class ClusterError(AetherError):
-    """A cluster operation failed (not started, stopped, or NATS refused it)."""
-
-
-class ClusterConfigError(ClusterError):
-    """The cluster's stored state disagrees with this node's configuration
-    (a bucket with another TTL, an assignment of another shard count)."""
 
 
 @dataclass(frozen=True)

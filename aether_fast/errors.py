@@ -1,7 +1,39 @@
-"""One error tree, rooted at :class:`AetherError`.
+"""One error tree, rooted at :class:`AetherError`: every error aether_fast raises is here.
 
 Errors about bad input also inherit the matching builtin (``ValueError``,
-``TypeError``) so that ordinary ``except ValueError`` code keeps working.
+``TypeError``) so that ordinary ``except ValueError`` code keeps working; timeouts are
+also ``TimeoutError``. The modules that raise an error re-export it, so
+``aether_fast.bus.BusClosedError`` is ``aether_fast.errors.BusClosedError``. This module
+imports nothing optional (no nats-py): the NATS and cluster errors can be caught without it.
+
+::
+
+    AetherError
+    ├── InvalidInputError (ValueError)
+    │   ├── InvalidNamespaceError
+    │   ├── StoreNotFoundError (FileNotFoundError)
+    │   ├── ImportRefusedError             admin: an import line is refused
+    │   └── MalformedMessageError          NATS bus: not an Aether event message
+    ├── InvalidTypeError (TypeError)
+    ├── VersionConflictError
+    ├── CorruptRecordError
+    ├── StorageError
+    │   ├── StoreFullError
+    │   └── AtomicBatchUnsupportedError    JetStream: no atomic batch
+    ├── StoreClosedError
+    ├── StoreAlreadyOpenError
+    ├── StoreForkedError
+    ├── IncompatibleFormatError
+    ├── TransactionConflictError           JetStream: the stream moved under a transaction
+    ├── BusClosedError                     local bus
+    ├── ReceiveTimeoutError (TimeoutError)
+    ├── SubscriberOverflowError
+    │   └── PublishTimeoutError (TimeoutError)
+    ├── EmptyRingError (LookupError)       hash ring without nodes
+    ├── NatsBusError                       NATS bus
+    │   └── NatsAccessError
+    └── ClusterError                       cluster
+        └── ClusterConfigError
 """
 
 from __future__ import annotations
@@ -105,18 +137,138 @@ class IncompatibleFormatError(AetherError):
     """The path holds an LMDB environment of another format or of another program."""
 
 
+# -- operations (aether_fast.admin) -----------------------------------------------------------
+
+
+class ImportRefusedError(InvalidInputError):
+    """An import line is not acceptable (bad JSON, a version the store cannot take).
+
+    ``line`` is its 1-based line number; ``imported`` the events committed before it
+    (always 0 unless the import was resumable)."""
+
+    def __init__(self, reason: str, line: int, imported: int = 0) -> None:
+        self.reason = reason
+        self.line = line
+        self.imported = imported
+        super().__init__(f"line {line}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.line, self.imported))
+
+
+# -- JetStream store (aether_fast.jetstream) --------------------------------------------------
+
+
+class AtomicBatchUnsupportedError(StorageError):
+    """The server or stream cannot store a batch atomically; nothing of the batch was sent."""
+
+
+class TransactionConflictError(AetherError):
+    """The stream changed while a transaction was open; nothing of it was stored."""
+
+
+# -- local event bus (aether_fast.bus) --------------------------------------------------------
+
+
+class BusClosedError(AetherError):
+    """The bus is closed, or a subscription is closed and has no buffered event left."""
+
+
+class ReceiveTimeoutError(AetherError, TimeoutError):
+    """No event arrived within the timeout given to ``get`` / ``aget``."""
+
+
+class SubscriberOverflowError(AetherError):
+    """``publish`` could not deliver to some subscriptions with full buffers.
+
+    Raised after every other subscription got the event(s). ``missed`` maps each such
+    subscription to the number of events it did not get in this call (each one also
+    counted in its ``dropped``); ``namespace`` is the namespace published to.
+    """
+
+    def __init__(self, message: str, namespace: str = "", missed: dict | None = None) -> None:
+        super().__init__(message)
+        self.namespace = namespace
+        self.missed = missed or {}
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.namespace, {}))
+
+
+class PublishTimeoutError(SubscriberOverflowError, TimeoutError):
+    """A subscription with ``overflow="block"`` had no room within its ``block_timeout``."""
+
+
+# -- hash ring (aether_fast.ring) -------------------------------------------------------------
+
+
+class EmptyRingError(AetherError, LookupError):
+    """A lookup on a hash ring that has no node."""
+
+
+# -- NATS event bus (aether_fast.nats_bus) ----------------------------------------------------
+
+
+class NatsBusError(AetherError):
+    """NATS refused an operation of the bus (not connected, connection closed, outbound
+    buffer full while reconnecting, ...); the original error is the ``__cause__``."""
+
+
+class NatsAccessError(NatsBusError):
+    """NATS denied access: the server refused the credentials at connect, or the user's
+    permissions deny a subject. ``subject`` and ``namespace`` name what was denied (None
+    for refused credentials)."""
+
+    def __init__(self, message: str, subject: str | None = None, namespace: str | None = None) -> None:
+        self.subject = subject
+        self.namespace = namespace
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.subject, self.namespace))
+
+
+class MalformedMessageError(InvalidInputError):
+    """A message on an event subject is not a valid Aether event message."""
+
+
+# -- cluster (aether_fast.cluster) ------------------------------------------------------------
+
+
+class ClusterError(AetherError):
+    """A cluster operation failed (not started, stopped, or NATS refused it)."""
+
+
+class ClusterConfigError(ClusterError):
+    """The cluster's stored state disagrees with this node's configuration
+    (a bucket with another TTL, an assignment of another shard count)."""
+
+
 __all__ = [
     "AetherError",
+    "AtomicBatchUnsupportedError",
+    "BusClosedError",
+    "ClusterConfigError",
+    "ClusterError",
     "CorruptRecordError",
+    "EmptyRingError",
+    "ImportRefusedError",
     "IncompatibleFormatError",
     "InvalidInputError",
     "InvalidNamespaceError",
     "InvalidTypeError",
+    "MalformedMessageError",
+    "NatsAccessError",
+    "NatsBusError",
+    "PublishTimeoutError",
+    "ReceiveTimeoutError",
     "StorageError",
     "StoreAlreadyOpenError",
     "StoreClosedError",
     "StoreForkedError",
     "StoreFullError",
     "StoreNotFoundError",
+    "SubscriberOverflowError",
+    "TransactionConflictError",
     "VersionConflictError",
 ]

@@ -65,11 +65,15 @@ import orjson
 from ._native import decode_record, encode_record, with_position
 from .errors import (
     AetherError,
+    AtomicBatchUnsupportedError,
     CorruptRecordError,
     InvalidInputError,
     InvalidTypeError,
+    NatsAccessError,
+    NatsBusError,
     StorageError,
     StoreClosedError,
+    TransactionConflictError,
     VersionConflictError,
 )
 from .model import (
@@ -106,14 +110,6 @@ _ERR_WRONG_LAST_SEQUENCE = 10071
 _ERR_BATCH_DISABLED = 10174
 _SNAP_HEADER = struct.Struct("<qqB")
 _TRANSIENT_STATUS = {503}
-
-
-class AtomicBatchUnsupportedError(StorageError):
-    """The server or stream cannot store a batch atomically; nothing of the batch was sent."""
-
-
-class TransactionConflictError(AetherError):
-    """The stream changed while a transaction was open; nothing of it was stored."""
 
 
 @dataclass(frozen=True)
@@ -245,7 +241,7 @@ class JetStreamEventStore:
         raises NatsAccessError naming the subject, after the request ``timeout``, when the
         store made the connection (on a given client the denial goes to that client's
         ``error_cb`` and the request ends in StorageError after ``retry_for``)."""
-        from .nats_bus import NatsBusError, connect_nats, permission_denial
+        from .nats_bus import connect_nats, permission_denial
 
         namespace = validate_namespace(namespace)
         config = JetStreamConfig() if config is None else config
@@ -366,8 +362,6 @@ class JetStreamEventStore:
         return reply
 
     def _access_denied(self, subject: str) -> AetherError:
-        from .nats_bus import NatsAccessError
-
         return NatsAccessError(
             f"NATS permissions of this connection's user deny publishing to {subject!r} (namespace "
             f"{self.namespace!r}, stream {self.stream!r}): nothing was stored", subject, self.namespace)

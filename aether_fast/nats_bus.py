@@ -72,7 +72,14 @@ from .bus import (
     _check_overflow,
     _check_timeout,
 )
-from .errors import AetherError, InvalidInputError, InvalidTypeError
+from .errors import (
+    AetherError,
+    InvalidInputError,
+    InvalidTypeError,
+    MalformedMessageError,
+    NatsAccessError,
+    NatsBusError,
+)
 from .namespace import MAX_NAMESPACE_LENGTH, validate_namespace, validate_namespace_pattern
 
 if TYPE_CHECKING:
@@ -89,25 +96,6 @@ _ROOM_POLL_MAX = 0.005      # the longest pause between two looks for room in a 
 
 # the local buses' counters summed into the NatsEventBus's metrics
 _SUMMED = ("events_received", "events_dropped", "publish_errors", "callback_errors")
-
-
-class NatsBusError(AetherError):
-    """NATS refused an operation of the bus (not connected, connection closed, outbound
-    buffer full while reconnecting, ...); the original error is the ``__cause__``."""
-
-
-class NatsAccessError(NatsBusError):
-    """NATS denied access: the server refused the credentials at connect, or the user's
-    permissions deny a subject. ``subject`` and ``namespace`` name what was denied (None
-    for refused credentials)."""
-
-    def __init__(self, message: str, subject: str | None = None, namespace: str | None = None) -> None:
-        self.subject = subject
-        self.namespace = namespace
-        super().__init__(message)
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.subject, self.namespace))
 
 
 def permission_denial(error: Exception) -> tuple[str, str] | None:
@@ -153,10 +141,6 @@ async def connect_nats(servers: str | list[str], **options: Any) -> Any:
         await asyncio.gather(asyncio.wait_for(nc.close(), 5.0), return_exceptions=True)
     raise NatsAccessError(f"could not connect to NATS ({servers}): the server refused the credentials: "
                           f"{refused.result()!r}")
-
-
-class MalformedMessageError(InvalidInputError):
-    """A message on an event subject is not a valid Aether event message."""
 
 
 class NatsSubscription:

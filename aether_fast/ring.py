@@ -31,8 +31,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from . import _native
-from ._native import MAX_ID_BYTES, EmptyRingError, murmur3_32
-from .errors import InvalidInputError, InvalidTypeError
+from ._native import MAX_ID_BYTES, murmur3_32
+from .errors import EmptyRingError, InvalidInputError, InvalidTypeError
 
 DEFAULT_VNODES = 150
 DEFAULT_SHARDS = 1024

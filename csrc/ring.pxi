@@ -25,6 +25,8 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc, qsort
 
+from aether_fast.errors import EmptyRingError
+
 cdef extern from "murmur3.h" nogil:
     uint32_t af_murmur3_32(const void *key, size_t len, uint32_t seed)
     ptrdiff_t af_ucs4_to_utf8(const uint32_t *src, size_t n, unsigned char *dst)
@@ -42,10 +44,6 @@ cdef extern from "Python.h":
     Py_ssize_t _str_len "PyUnicode_GET_LENGTH"(PyObject *o)
     void _incref "Py_INCREF"(PyObject *o)
     void _decref "Py_DECREF"(PyObject *o)
-
-
-class EmptyRingError(AetherError, LookupError):
-    """A lookup on a hash ring that has no node."""
 
 
 cdef enum:

@@ -20,12 +20,18 @@ T = TypeVar("T")
 
 WAIT = 30.0   # upper bound of a wait; never reached when things work, generous for a loaded machine
 
+STEADY = {"heartbeat_interval": 0.2, "failure_timeout": 3.0, "lease_ttl": 3.0, "renew_interval": 0.5}
+"""The tests' timings: nodes meet and settle at once (0.2 s heartbeats), but a heartbeat or a
+renewal delayed by a loaded machine does not look like a failure. A test that waits for a
+failure shortens only the timeout it waits for."""
+
 FAST = {"heartbeat_interval": 0.2, "failure_timeout": 1.0, "lease_ttl": 1.0, "renew_interval": 0.25}
+"""Failover timings (1 s failure timeout and lease), for the fault tests that measure failover."""
 
 
-def fast_config(**overrides: object) -> ClusterConfig:
-    """Short test intervals: 0.2 s heartbeats, 1 s failure timeout, 1 s lease renewed every 0.25 s."""
-    return ClusterConfig(**{**FAST, **overrides})
+def steady_config(**overrides: object) -> ClusterConfig:
+    """The STEADY timings with ``overrides``."""
+    return ClusterConfig(**{**STEADY, **overrides})
 
 
 async def wait_until(predicate: Callable[[], object], what: str, timeout: float = WAIT, step: float = 0.02) -> None:

@@ -5,8 +5,14 @@ Each node process (``cluster_node_proc.py``) records its leadership claims and t
 knows it owns to a file; the test reads those records and the KV buckets themselves (a
 separate client), so every claim is checked from outside the nodes. Measured times (kill ->
 new leader, kill -> assignment without the dead node, as seen by the survivors) are printed
-in the terminal summary as medians; the test asserts only the issue's bound for a new leader
-(lease TTL + one renew interval) with a margin for a loaded machine.
+in the terminal summary as medians, with the timeout they depend on; nothing asserts on them.
+
+Every test runs with a 1 s failure timeout (FAST). Only the leader-kill test, which measures
+failover, has a 1 s lease too; the other two are not about how fast a new leader comes and
+hold the STEADY 3 s lease, so that a loaded machine (or a reconnection to another server)
+does not make the leader miss its renewals: the follower test checks that the leader was not
+disturbed. A node wrongly declared failed only costs them a rebalance: each check waits for
+an assignment over every live node.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cluster_support import eventually
+from cluster_support import FAST, STEADY, eventually
 from nats_server import require_nats
 
 nats = pytest.importorskip("nats", reason="nats-py not installed: pip install nats-py")
@@ -31,8 +37,12 @@ nats = pytest.importorskip("nats", reason="nats-py not installed: pip install na
 TEST_TIMEOUT = 120.0
 SHARDS = 1024
 NODE_SCRIPT = Path(__file__).with_name("cluster_node_proc.py")
-CONFIG = {"heartbeat_interval": 0.2, "failure_timeout": 1.0, "lease_ttl": 1.0, "renew_interval": 0.25,
-          "replicas": 3}
+FAILOVER = {**FAST, "replicas": 3}
+STEADY_LEASE = {"lease_ttl": STEADY["lease_ttl"], "renew_interval": STEADY["renew_interval"]}
+SURVIVAL = {**FAST, **STEADY_LEASE, "replicas": 3}
+# the printed timings name the timeouts they depend on
+LEADER_KILLED = f"kill -9 leader (lease_ttl {FAILOVER['lease_ttl']} s, failure_timeout {FAILOVER['failure_timeout']} s)"
+FOLLOWER_KILLED = f"kill -9 follower (failure_timeout {SURVIVAL['failure_timeout']} s)"
 TIMINGS: dict[str, list[float]] = {}
 
 
@@ -65,11 +75,12 @@ def run(coro) -> object:
 
 
 class NodeProcesses:
-    """Cluster node processes of one test: its own buckets and discovery subject."""
+    """Cluster node processes of one test: its own buckets and discovery subject, the
+    timings of ``config``."""
 
-    def __init__(self, root: Path, urls: list[str]) -> None:
+    def __init__(self, root: Path, urls: list[str], config: dict) -> None:
         suffix = uuid.uuid4().hex[:8]
-        self.config = {**CONFIG, "election_bucket": f"le-{suffix}", "shard_bucket": f"sh-{suffix}",
+        self.config = {**config, "election_bucket": f"le-{suffix}", "shard_bucket": f"sh-{suffix}",
                        "discovery_subject": f"aether.discovery.{suffix}"}
         self.root = root
         self.urls = urls
@@ -189,8 +200,8 @@ def first_record_time(procs: NodeProcesses, node_ids: set[str], kind: str, after
     return min(times)
 
 
-async def cluster_run(tmp_path, nats_cluster, body) -> None:
-    procs = NodeProcesses(tmp_path, nats_cluster.urls)
+async def cluster_run(tmp_path, nats_cluster, body, config: dict) -> None:
+    procs = NodeProcesses(tmp_path, nats_cluster.urls, config)
     nc = await nats.connect(nats_cluster.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
     try:
         await body(procs, Observer(nc, procs.config))
@@ -220,13 +231,13 @@ def test_killing_the_leader_process_elects_a_new_leader_and_reassigns_its_shards
             elected = first_record_time(procs, live, "became_leader", killed_at, lambda r, t=term: r["term"] > t)
             reassigned = first_record_time(procs, live, "assignment", killed_at,
                                            lambda r, rev=revision2: r["revision"] >= rev)
-            TIMINGS.setdefault("kill -9 leader -> new leader", []).append(elected - killed_at)
-            TIMINGS.setdefault("kill -9 leader -> shards reassigned", []).append(reassigned - killed_at)
+            TIMINGS.setdefault(f"{LEADER_KILLED} -> new leader", []).append(elected - killed_at)
+            TIMINGS.setdefault(f"{LEADER_KILLED} -> shards reassigned", []).append(reassigned - killed_at)
             replacement = f"r{round_}"   # keep four nodes for the next round
             procs.start(replacement)
             live.add(replacement)
         check_one_leader_per_term(procs)
-    run(cluster_run(tmp_path, nats_cluster, body))
+    run(cluster_run(tmp_path, nats_cluster, body, FAILOVER))
 
 
 async def _newer_leader(observer: Observer, term: int) -> dict | None:
@@ -251,7 +262,7 @@ def test_killing_a_follower_process_moves_only_its_shards(tmp_path, nats_cluster
                 s for s in range(SHARDS) if owners[s] == dead}
             reassigned = first_record_time(procs, live, "assignment", killed_at,
                                            lambda r, rev=revision2: r["revision"] >= rev)
-            TIMINGS.setdefault("kill -9 follower -> shards reassigned", []).append(reassigned - killed_at)
+            TIMINGS.setdefault(f"{FOLLOWER_KILLED} -> shards reassigned", []).append(reassigned - killed_at)
             # the same id comes back as a new process: it rejoins and gets the same shards back
             procs.start(dead)
             live.add(dead)
@@ -261,7 +272,7 @@ def test_killing_a_follower_process_moves_only_its_shards(tmp_path, nats_cluster
             joined = [r for r in procs.records(dead) if r["kind"] == "started"]
             assert len(joined) == round_ + 2
         check_one_leader_per_term(procs)
-    run(cluster_run(tmp_path, nats_cluster, body))
+    run(cluster_run(tmp_path, nats_cluster, body, SURVIVAL))
 
 
 def test_the_cluster_keeps_working_when_a_nats_server_dies(tmp_path, nats_cluster):
@@ -287,4 +298,4 @@ def test_the_cluster_keeps_working_when_a_nats_server_dies(tmp_path, nats_cluste
             check_one_leader_per_term(procs)
         finally:
             nats_cluster.restart(0)
-    run(cluster_run(tmp_path, nats_cluster, body))
+    run(cluster_run(tmp_path, nats_cluster, body, SURVIVAL))
