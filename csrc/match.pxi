@@ -14,7 +14,7 @@ from cpython.mem cimport PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.stdint cimport int32_t
-from libc.string cimport memchr
+from libc.string cimport memchr, memset
 
 from aether_fast.errors import InvalidNamespaceError
 
@@ -23,7 +23,9 @@ cdef enum:
     _MAX_PATTERN = 255                   # bytes; so at most 128 tokens
     _MAX_DEPTH = 128
     _STACK = 2 * _MAX_DEPTH + 4
-    _HITS = 64                           # matched lists gathered before one result list is built
+    _HITS = 64                           # matched lists a walk gathers on the stack
+    _RESULTS = 256                       # slots of interned results (2-way: pairs of slots)
+    _RESULT_KEY = 8                      # matched lists of the largest interned result
 
 
 # -- single patterns ----------------------------------------------------------------------
@@ -176,6 +178,11 @@ cdef struct _Edge:
     uint32_t n
 
 
+cdef struct _ResultKey:    # the matched lists of one interned result
+    int32_t nhits          # 0: a free slot
+    int32_t hits[_RESULT_KEY]
+
+
 @cython.final
 cdef class PatternIndex:
     """Compiled NATS-style patterns, each with a target object; ``match(subject)`` returns
@@ -193,7 +200,11 @@ cdef class PatternIndex:
     cdef Py_ssize_t _nwild    # patterns with a wildcard
     cdef Py_ssize_t _depth    # tokens of the longest pattern
     cdef Py_ssize_t _targets
-    cdef unsigned long long _mutations   # bumped by every change (see _match_trie)
+    cdef unsigned long long _mutations   # bumped by every change (see _result)
+    # interned results: the tuple of a matched set of lists, found again by those lists
+    # after the whole walk of a later match (never by the subject); dropped by any change
+    cdef list _results                   # _RESULTS tuples or None; None: none interned
+    cdef _ResultKey _result_keys[_RESULTS]
     cdef Py_ssize_t _removed  # wildcard targets removed since the trie was built
     # trie nodes (0 = root)
     cdef _Node *_node
@@ -216,7 +227,7 @@ cdef class PatternIndex:
         PyMem_Free(self._arena)
 
     cdef _reset(self):
-        self._mutations += 1
+        self._changed()
         PyMem_Free(self._node)
         PyMem_Free(self._edges)
         PyMem_Free(self._arena)
@@ -286,7 +297,7 @@ cdef class PatternIndex:
         cdef int32_t child = self._child(parent, tok, n, h)
         if child >= 0:
             return child
-        if 2 * (self._edge_count + 1) > self._edge_cap:
+        if 4 * (self._edge_count + 1) > self._edge_cap:   # load <= 1/4: short probes
             self._grow_edges(2 * self._edge_cap)
         if self._arena_len + n > self._arena_cap:
             self._arena_cap = max(2 * self._arena_cap, self._arena_len + n, 256)
@@ -361,7 +372,7 @@ cdef class PatternIndex:
         cdef Py_ssize_t n
         cdef const char *p = _utf8(pattern, &n, "pattern")
         _check_pattern(pattern, p, n)
-        self._mutations += 1
+        self._changed()
         lst = self._patterns.get(pattern)
         if lst is None:
             lst = self._patterns[pattern] = [target]
@@ -382,7 +393,7 @@ cdef class PatternIndex:
         if lst is None or target not in <list>lst:
             return False
         (<list>lst).remove(target)
-        self._mutations += 1
+        self._changed()
         self._targets -= 1
         node = self._walk(p, n, False, &gt)
         if gt:
@@ -429,11 +440,17 @@ cdef class PatternIndex:
         """Trie nodes (for tests of the compaction)."""
         return self._nodes
 
-    cpdef tuple match(self, subject):
+    # binding=False and no keywords: a plain METH_O method (the cheapest call CPython has)
+    @cython.binding(False)
+    @cython.always_allow_keywords(False)
+    def match(self, subject):
         """The targets of every pattern matching ``subject`` (a str split on '.'), as a
         tuple: once per pattern a target was added with, in no particular order."""
+        return self._match(subject)
+
+    cdef tuple _match(self, subject):
         cdef Py_ssize_t n
-        cdef const char *s = _utf8(subject, &n, "subject")
+        cdef const char *s = _subject_utf8(subject, &n)
         cdef PyObject *hit
         if self._nwild == 0:   # exact patterns only: one dict lookup
             hit = PyDict_GetItem(self._patterns, subject)
@@ -441,81 +458,181 @@ cdef class PatternIndex:
         return self._match_trie(s, n)
 
     cdef tuple _match_trie(self, const char *s, Py_ssize_t n):
+        """The whole walk of the trie, then the result: the interned tuple of this matched
+        set if there is one, else a new one (interned for the next time)."""
         cdef _Tokens t
-        cdef PyObject *hits[_HITS]
-        cdef Py_ssize_t nhits = 0, total, i, j, k = 0
-        cdef unsigned long long mutations
-        cdef tuple out
-        cdef list many
+        cdef _Trie trie
+        cdef int32_t stack_hits[_HITS]
+        cdef int32_t *hits = stack_hits
+        cdef Py_ssize_t nhits
+        cdef unsigned long long mutations = self._mutations
         _tokenize(s, n, self._depth, &t)
-        total = self._walk_subject(s, &t, hits, &nhits, None)
-        if total < 0:   # more matched lists than `hits` holds: gather into a list made first
-            many = []
-            self._walk_subject(s, &t, NULL, NULL, many)
-            return tuple(many)
-        if total == 0:
+        trie.node = self._node
+        trie.edges = self._edges
+        trie.arena = self._arena
+        trie.mask = <uint64_t>(self._edge_cap - 1)
+        nhits = _walk_trie(&trie, s, &t, self._depth, hits, _HITS)
+        if nhits == 0:
             return ()
-        # `hits` are borrowed lists; making the tuple may run the garbage collector, whose
+        if nhits < 0:   # more matched lists than the stack holds: a node is matched at most once
+            hits = <int32_t *>PyMem_Malloc(self._nodes * sizeof(int32_t))
+            if hits == NULL:
+                raise MemoryError()
+            try:
+                nhits = _walk_trie(&trie, s, &t, self._depth, hits, self._nodes)
+                return self._result(hits, nhits, mutations, s, n)
+            finally:
+                PyMem_Free(hits)
+        return self._result(hits, nhits, mutations, s, n)
+
+    cdef tuple _result(self, const int32_t *hits, Py_ssize_t nhits, unsigned long long mutations,
+                       const char *s, Py_ssize_t n):
+        """The tuple of the targets of the matched lists ``hits`` (codes: node << 1 | '>'),
+        found by a walk of the index as it was at ``mutations``."""
+        cdef uint64_t key = _hits_key(hits, nhits)
+        cdef Py_ssize_t slot = -1, i, j, total = 0, k = 0
+        cdef PyObject *lst
+        cdef PyObject *old
+        cdef tuple out
+        if nhits <= _RESULT_KEY:
+            slot = <Py_ssize_t>(key & (_RESULTS - 1))
+            if self._results is not None:
+                if _same_hits(&self._result_keys[slot], hits, nhits):
+                    return <tuple>PyList_GET_ITEM(self._results, slot)
+                if _same_hits(&self._result_keys[slot ^ 1], hits, nhits):
+                    return <tuple>PyList_GET_ITEM(self._results, slot ^ 1)
+                if self._result_keys[slot].nhits and not self._result_keys[slot ^ 1].nhits:
+                    slot ^= 1
+            else:
+                self._results = [None] * _RESULTS
+        # the lists are borrowed; making an object may run the garbage collector, whose
         # finalizers could change the index (and free them): then match again
-        mutations = self._mutations
+        if self._mutations != mutations:
+            return self._match_trie(s, n)
+        for i in range(nhits):
+            total += self._node[hits[i] >> 1].ngt if hits[i] & 1 else self._node[hits[i] >> 1].nhere
         out = PyTuple_New(total)
         if self._mutations != mutations:
             return self._match_trie(s, n)
         for j in range(nhits):
-            for i in range(PyList_GET_SIZE(<object>hits[j])):
-                item = <object>PyList_GET_ITEM(<object>hits[j], i)
+            lst = PyList_GET_ITEM(self._gt if hits[j] & 1 else self._here, hits[j] >> 1)
+            for i in range(PyList_GET_SIZE(<object>lst)):
+                item = <object>PyList_GET_ITEM(<object>lst, i)
                 Py_INCREF(item)
                 PyTuple_SET_ITEM(out, k, item)
                 k += 1
+        if slot >= 0 and self._results is not None:
+            self._result_keys[slot].nhits = <int32_t>nhits
+            memcpy(self._result_keys[slot].hits, hits, nhits * sizeof(int32_t))
+            old = PyList_GET_ITEM(self._results, slot)
+            Py_INCREF(out)
+            _results_set(self._results, slot, <PyObject *>out)
+            _result_decref(old)   # last: freeing it may run a finalizer (which would clear the results)
         return out
 
-    cdef Py_ssize_t _walk_subject(self, const char *s, _Tokens *t, PyObject **hits, Py_ssize_t *nhits,
-                                  list out) except -2:
-        """Depth-first walk of the trie over the subject's tokens. Without ``out``: the
-        matched target lists go into ``hits`` (borrowed; no Python object is made) and the
-        number of targets is returned, or -1 if there are more than _HITS lists. With
-        ``out``: the targets are appended to it (which makes no GC-tracked object)."""
-        cdef int32_t st_node[_STACK]
-        cdef int32_t st_tok[_STACK]
-        cdef Py_ssize_t sp = 1, i, total = 0, keep = self._depth
-        cdef int32_t node, child
-        cdef PyObject *lst
-        st_node[0] = 0
-        st_tok[0] = 0
-        while sp:
-            sp -= 1
-            node = st_node[sp]
-            i = st_tok[sp]
-            lst = NULL
-            if i == t.ntok:
-                if self._node[node].nhere:
-                    lst = PyList_GET_ITEM(self._here, node)
-                    total += self._node[node].nhere
-            elif self._node[node].ngt:
-                lst = PyList_GET_ITEM(self._gt, node)
-                total += self._node[node].ngt
-            if lst != NULL:
-                if out is not None:
-                    out.extend(<list>lst)
-                elif nhits[0] == _HITS:
-                    return -1
-                else:
-                    hits[nhits[0]] = lst
-                    nhits[0] += 1
-            if i == t.ntok or i > keep:
-                continue
-            if self._node[node].nlit:
-                child = self._child(node, s + t.start[i], t.len[i], t.hash[i])
-                if child >= 0:
-                    st_node[sp] = child
-                    st_tok[sp] = <int32_t>(i + 1)
-                    sp += 1
-            child = self._node[node].star
+    cdef _changed(self):
+        """Every change: bump the mutation count and drop the interned results."""
+        self._mutations += 1
+        if self._results is not None:
+            memset(self._result_keys, 0, sizeof(self._result_keys))
+            self._results = None
+
+
+cdef extern from "Python.h":
+    bint _subject_is_ascii "PyUnicode_IS_COMPACT_ASCII"(object o)
+    const void *_subject_data "PyUnicode_DATA"(object o)
+    Py_ssize_t _subject_len "PyUnicode_GET_LENGTH"(object o)
+    void _results_set "PyList_SET_ITEM"(object lst, Py_ssize_t i, PyObject *item)
+    void _result_decref "Py_DECREF"(PyObject *o)
+
+
+cdef inline const char *_subject_utf8(object subject, Py_ssize_t *n) except NULL:
+    """The UTF-8 bytes of a str subject; an ASCII str's own buffer, read without a call."""
+    if type(subject) is str and _subject_is_ascii(subject):
+        n[0] = _subject_len(subject)
+        return <const char *>_subject_data(subject)
+    return _utf8(subject, n, "subject")
+
+
+cdef struct _Trie:     # the arrays of a PatternIndex, for a walk without the object
+    const _Node *node
+    const _Edge *edges
+    const char *arena
+    uint64_t mask
+
+
+cdef inline int32_t _trie_child(const _Trie *tr, int32_t parent, const char *tok, Py_ssize_t n,
+                                uint64_t h) noexcept nogil:
+    cdef Py_ssize_t j = <Py_ssize_t>((h ^ tr.node[parent].salt) & tr.mask)
+    cdef const _Edge *e
+    while True:
+        e = &tr.edges[j]
+        if e.parent < 0:
+            return -1
+        if e.hash == h and e.parent == parent and e.n == n and _same(tr.arena + e.off, tok, n):
+            return e.child
+        j = (j + 1) & <Py_ssize_t>tr.mask
+
+
+cdef Py_ssize_t _walk_trie(const _Trie *tr, const char *s, const _Tokens *t, Py_ssize_t keep,
+                           int32_t *hits, Py_ssize_t cap) noexcept nogil:
+    """Depth-first walk of the trie over the subject's tokens ('*' and '>' included): the
+    matched target lists as codes (node << 1 | 1 if through '>') in ``hits``, and their
+    number, or -1 if there are more than ``cap``."""
+    cdef int32_t st_node[_STACK]
+    cdef int32_t st_tok[_STACK]
+    cdef Py_ssize_t sp = 1, i, nhits = 0, ntok = t.ntok
+    cdef int32_t node, child, code
+    cdef const _Node *nd
+    st_node[0] = 0
+    st_tok[0] = 0
+    while sp:
+        sp -= 1
+        node = st_node[sp]
+        i = st_tok[sp]
+        nd = &tr.node[node]
+        code = -1
+        if i == ntok:
+            if nd.nhere:
+                code = node << 1
+        elif nd.ngt:
+            code = (node << 1) | 1
+        if code >= 0:
+            if nhits == cap:
+                return -1
+            hits[nhits] = code
+            nhits += 1
+        if i == ntok or i > keep:
+            continue
+        if nd.nlit:
+            child = _trie_child(tr, node, s + t.start[i], t.len[i], t.hash[i])
             if child >= 0:
                 st_node[sp] = child
                 st_tok[sp] = <int32_t>(i + 1)
                 sp += 1
-        return total
+        if nd.star >= 0:
+            st_node[sp] = nd.star
+            st_tok[sp] = <int32_t>(i + 1)
+            sp += 1
+    return nhits
+
+
+cdef inline uint64_t _hits_key(const int32_t *hits, Py_ssize_t nhits) noexcept nogil:
+    cdef uint64_t h = <uint64_t>nhits
+    cdef Py_ssize_t i
+    for i in range(nhits):
+        h = (h ^ <uint32_t>hits[i]) * 0x9E3779B97F4A7C15ULL
+    return h ^ (h >> 29)
+
+
+cdef inline bint _same_hits(const _ResultKey *key, const int32_t *hits, Py_ssize_t nhits) noexcept nogil:
+    cdef Py_ssize_t i
+    if key.nhits != nhits:
+        return False
+    for i in range(nhits):
+        if key.hits[i] != hits[i]:
+            return False
+    return True
 
 
 cdef struct _Tokens:
