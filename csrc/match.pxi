@@ -30,22 +30,60 @@ cdef enum:
 
 # -- single patterns ----------------------------------------------------------------------
 
-cdef inline uint64_t _tok_hash(const char *p, Py_ssize_t n) noexcept nogil:
-    """A fast 64-bit hash of a token, 8 bytes at a time, well mixed in every bit."""
-    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
+cdef extern from *:
+    """
+    #include <string.h>
+    /* 8 bytes as a little-endian word, in one load (byte order fixed on big-endian) */
+    static inline uint64_t af_match_load64(const char *p) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w);
+    #endif
+        return w;
+    }
+    """
+    uint64_t _load64 "af_match_load64"(const char *p) nogil
+    int _ctz64 "__builtin_ctzll"(unsigned long long x) nogil
+
+
+cdef inline uint64_t _word_at(const char *base, Py_ssize_t total, Py_ssize_t pos) noexcept nogil:
+    """The 8 bytes of ``base[:total]`` from ``pos`` (< total) as a little-endian word, zeros
+    past ``total``; never reads outside ``base[:total]``, and without a loop when total >= 8."""
     cdef uint64_t w
+    cdef Py_ssize_t i
+    if pos + 8 <= total:
+        return _load64(base + pos)
+    if total >= 8:   # the last 8 bytes, shifted down to start at pos
+        return _load64(base + total - 8) >> (8 * (pos + 8 - total))
+    w = 0
+    i = total
+    while i > pos:
+        i -= 1
+        w = (w << 8) | <unsigned char>base[i]
+    return w
+
+
+cdef inline uint64_t _tok_word(const char *base, Py_ssize_t total, Py_ssize_t pos, Py_ssize_t n) noexcept nogil:
+    """The first (up to 8) bytes of the token ``base[pos:pos + n]``, as a little-endian word."""
+    if n == 0:
+        return 0
+    if n >= 8:
+        return _word_at(base, total, pos)
+    return _word_at(base, total, pos) & (0xFFFFFFFFFFFFFFFFULL >> (64 - 8 * n))
+
+
+cdef inline uint64_t _tok_hash(const char *base, Py_ssize_t total, Py_ssize_t pos, Py_ssize_t n) noexcept nogil:
+    """A fast 64-bit hash of the token ``base[pos:pos + n]`` (inside ``base[:total]``), 8
+    bytes at a time, well mixed in every bit."""
+    cdef uint64_t h = 0x9E3779B97F4A7C15ULL ^ <uint64_t>n
     while n >= 8:
-        memcpy(&w, p, 8)
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL
+        h = (h ^ _load64(base + pos)) * 0xFF51AFD7ED558CCDULL
         h ^= h >> 32
-        p += 8
+        pos += 8
         n -= 8
     if n:
-        w = 0
-        while n:   # byte by byte: a short memcpy here stalls on store forwarding
-            n -= 1
-            w = (w << 8) | <unsigned char>p[n]
-        h ^= w
+        h ^= _tok_word(base, total, pos, n)
     h *= 0xC4CEB9FE1A85EC53ULL
     h ^= h >> 29
     h *= 0xBF58476D1CE4E5B9ULL
@@ -76,6 +114,18 @@ cdef inline Py_ssize_t _token_end(const char *s, Py_ssize_t pos, Py_ssize_t n) n
     while pos < n and s[pos] != 46:
         pos += 1
     return pos
+
+
+cdef inline Py_ssize_t _dot_end(const char *s, Py_ssize_t pos, Py_ssize_t n) noexcept nogil:
+    """``_token_end``, 8 bytes at a time (the bytes past ``n`` read as zeros, not dots)."""
+    cdef uint64_t x, m
+    while pos < n:
+        x = _word_at(s, n, pos) ^ 0x2E2E2E2E2E2E2E2EULL
+        m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL   # the first 0 byte is exact
+        if m:
+            return pos + (_ctz64(m) >> 3)
+        pos += 8
+    return n
 
 
 cdef inline uint64_t _salt(int32_t node) noexcept nogil:
@@ -172,6 +222,7 @@ cdef struct _Node:
 
 cdef struct _Edge:
     uint64_t hash      # token hash
+    uint64_t word      # the token's first (up to 8) bytes, little-endian (see _tok_word)
     int32_t parent     # -1: free slot
     int32_t child
     uint32_t off       # token bytes in the arena
@@ -293,7 +344,8 @@ cdef class PatternIndex:
                 return e.child
             j = (j + 1) & mask
 
-    cdef int32_t _add_child(self, int32_t parent, const char *tok, Py_ssize_t n, uint64_t h) except -1:
+    cdef int32_t _add_child(self, int32_t parent, const char *tok, Py_ssize_t n, uint64_t h,
+                            uint64_t word) except -1:
         cdef int32_t child = self._child(parent, tok, n, h)
         if child >= 0:
             return child
@@ -309,6 +361,7 @@ cdef class PatternIndex:
         while self._edges[j].parent >= 0:
             j = (j + 1) & mask
         self._edges[j].hash = h
+        self._edges[j].word = word
         self._edges[j].parent = parent
         self._edges[j].child = child
         self._edges[j].off = <uint32_t>self._arena_len
@@ -339,9 +392,10 @@ cdef class PatternIndex:
                     self._node[node].star = star
                 node = self._node[node].star
             elif create:
-                node = self._add_child(node, p + start, end - start, _tok_hash(p + start, end - start))
+                node = self._add_child(node, p + start, end - start, _tok_hash(p, n, start, end - start),
+                                       _tok_word(p, n, start, end - start))
             else:
-                node = self._child(node, p + start, end - start, _tok_hash(p + start, end - start))
+                node = self._child(node, p + start, end - start, _tok_hash(p, n, start, end - start))
                 if node < 0:
                     return -1
             if end == n:
@@ -562,14 +616,15 @@ cdef struct _Trie:     # the arrays of a PatternIndex, for a walk without the ob
 
 
 cdef inline int32_t _trie_child(const _Trie *tr, int32_t parent, const char *tok, Py_ssize_t n,
-                                uint64_t h) noexcept nogil:
+                                uint64_t h, uint64_t word) noexcept nogil:
     cdef Py_ssize_t j = <Py_ssize_t>((h ^ tr.node[parent].salt) & tr.mask)
     cdef const _Edge *e
     while True:
         e = &tr.edges[j]
         if e.parent < 0:
             return -1
-        if e.hash == h and e.parent == parent and e.n == n and _same(tr.arena + e.off, tok, n):
+        if (e.hash == h and e.parent == parent and e.n == n and e.word == word
+                and (n <= 8 or _same(tr.arena + e.off + 8, tok + 8, n - 8))):
             return e.child
         j = (j + 1) & <Py_ssize_t>tr.mask
 
@@ -605,7 +660,7 @@ cdef Py_ssize_t _walk_trie(const _Trie *tr, const char *s, const _Tokens *t, Py_
         if i == ntok or i > keep:
             continue
         if nd.nlit:
-            child = _trie_child(tr, node, s + t.start[i], t.len[i], t.hash[i])
+            child = _trie_child(tr, node, s + t.start[i], t.len[i], t.hash[i], t.word[i])
             if child >= 0:
                 st_node[sp] = child
                 st_tok[sp] = <int32_t>(i + 1)
@@ -640,17 +695,19 @@ cdef struct _Tokens:
     Py_ssize_t start[_MAX_DEPTH + 1]     # the first ones (no pattern is deeper)
     Py_ssize_t len[_MAX_DEPTH + 1]
     uint64_t hash[_MAX_DEPTH + 1]
+    uint64_t word[_MAX_DEPTH + 1]        # first bytes (see _tok_word)
 
 
 cdef inline void _tokenize(const char *s, Py_ssize_t n, Py_ssize_t keep, _Tokens *t) noexcept:
     """Split ``s`` on '.': the bounds and hashes of its first ``keep`` + 1 tokens, and their count."""
     cdef Py_ssize_t pos = 0, end, ntok = 0
     while True:
-        end = _token_end(s, pos, n)
+        end = _dot_end(s, pos, n)
         if ntok <= keep:
             t.start[ntok] = pos
             t.len[ntok] = end - pos
-            t.hash[ntok] = _tok_hash(s + pos, end - pos)
+            t.hash[ntok] = _tok_hash(s, n, pos, end - pos)
+            t.word[ntok] = _tok_word(s, n, pos, end - pos)
         ntok += 1
         if end == n:
             break

@@ -128,3 +128,41 @@ def test_non_ascii_subjects():
         assert sorted(index.match("zürich.日本")) == ["j", "z"]
         assert sorted(index.match("ascii.日本")) == ["a", "j"]
         assert index.match("zurich.x") == ()
+
+
+# tokens around the 8-byte words the matcher reads: shared first words, lengths 0 to 17
+WORD_TOKENS = ["a" * k for k in range(1, 18)] + ["aaaaaaab", "aaaaaaaab", "aaaaaaaaaaaaaaab", "é", "aé", "\x00", "a\x00"]
+word_token = st.sampled_from(WORD_TOKENS)
+word_subject_st = st.lists(st.one_of(word_token, st.just("")), min_size=1, max_size=5).map(".".join)
+word_pattern_st = st.builds(
+    lambda toks, tail: ".".join(toks + ([">"] if tail else [])),
+    st.lists(st.one_of(word_token, st.just("*")), min_size=0, max_size=4),
+    st.booleans(),
+).filter(bool)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(word_pattern_st, min_size=1, max_size=30), st.lists(word_subject_st, min_size=1, max_size=20))
+def test_tokens_of_every_length_agree_with_reference(patterns, subjects):
+    index = PatternIndex()
+    for i, p in enumerate(patterns):
+        index.add(p, i)
+    for s in subjects:
+        expected = sorted(i for i, p in enumerate(patterns) if reference_match(p, s))
+        assert sorted(index.match(s)) == expected, s
+
+
+def test_tokens_at_word_boundaries():
+    index = PatternIndex()
+    for k in range(1, 20):
+        index.add("x" * k, f"exact{k}")
+        index.add("x" * k + ".*", f"star{k}")
+        index.add("*." + "y" * k, f"end{k}")
+    for k in range(1, 20):
+        assert index.match("x" * k) == (f"exact{k}",)
+        assert index.match("x" * k + ".q") == (f"star{k}",)
+        assert index.match("q." + "y" * k) == (f"end{k}",)
+        assert sorted(index.match("x" * k + "." + "y" * k)) == [f"end{k}", f"star{k}"]
+        assert index.match("x" * k + "x.q") == ((f"star{k + 1}",) if k < 19 else ())
+        assert index.match("x" * k + ".") == (f"star{k}",)         # an empty last token
+    assert index.match(".") == () and index.match("..") == ()
