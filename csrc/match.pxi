@@ -3,9 +3,12 @@
 # PatternIndex holds compiled patterns in a token trie whose edges live in one
 # open-addressing hash table keyed by (parent node, token hash + bytes), plus a dict of the
 # patterns (pattern -> targets) that alone answers while no pattern has a wildcard.
-# match(subject) is one call: the subject is tokenized and hashed once, then walked
-# depth-first ('*' and '>' branches included); no Python object is made per token, and the
-# result tuple is built once at the end.
+# match(subject) is one METH_O call: the subject (an ASCII str's own buffer) is tokenized and
+# hashed once, 8 bytes at a time, then the whole trie is walked depth-first ('*' and '>'
+# branches included) with no Python object made; only then is the result made: the matched
+# target lists, as node codes, are looked up among the interned result tuples (one per
+# matched set, dropped by any change of the index), else one tuple is built and interned.
+# Nothing is cached by subject: every call walks the trie.
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -245,6 +248,9 @@ cdef class PatternIndex:
     Patterns are checked when added: non-empty tokens, wildcards only as whole tokens, no
     whitespace, at most 255 UTF-8 bytes. A subject is not checked (an empty token in it is
     just a token that only ``*`` and ``>`` match).
+
+    ``match`` returns one shared tuple per matched set: two subjects matched by the same
+    patterns (and the same subject twice) get the same tuple object until the index changes.
     """
 
     cdef dict _patterns       # pattern -> [target, ...] (the lists the trie nodes point at)
@@ -255,7 +261,7 @@ cdef class PatternIndex:
     # interned results: the tuple of a matched set of lists, found again by those lists
     # after the whole walk of a later match (never by the subject); dropped by any change
     cdef list _results                   # _RESULTS tuples or None; None: none interned
-    cdef _ResultKey _result_keys[_RESULTS]
+    cdef _ResultKey *_result_keys        # their keys (read only while _results is a list)
     cdef Py_ssize_t _removed  # wildcard targets removed since the trie was built
     # trie nodes (0 = root)
     cdef _Node *_node
@@ -276,6 +282,7 @@ cdef class PatternIndex:
         PyMem_Free(self._node)
         PyMem_Free(self._edges)
         PyMem_Free(self._arena)
+        PyMem_Free(self._result_keys)
 
     cdef _reset(self):
         self._changed()
@@ -558,7 +565,7 @@ cdef class PatternIndex:
                 if self._result_keys[slot].nhits and not self._result_keys[slot ^ 1].nhits:
                     slot ^= 1
             else:
-                self._results = [None] * _RESULTS
+                self._start_results()
         # the lists are borrowed; making an object may run the garbage collector, whose
         # finalizers could change the index (and free them): then match again
         if self._mutations != mutations:
@@ -587,9 +594,18 @@ cdef class PatternIndex:
     cdef _changed(self):
         """Every change: bump the mutation count and drop the interned results."""
         self._mutations += 1
-        if self._results is not None:
-            memset(self._result_keys, 0, sizeof(self._result_keys))
-            self._results = None
+        self._results = None
+
+    cdef int _start_results(self) except -1:
+        """No interned result yet, in a list of free slots."""
+        results = [None] * _RESULTS   # first: making it may run a finalizer that matches
+        if self._result_keys == NULL:
+            self._result_keys = <_ResultKey *>PyMem_Malloc(_RESULTS * sizeof(_ResultKey))
+            if self._result_keys == NULL:
+                raise MemoryError()
+        memset(self._result_keys, 0, _RESULTS * sizeof(_ResultKey))
+        self._results = results
+        return 0
 
 
 cdef extern from "Python.h":
