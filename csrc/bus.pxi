@@ -484,7 +484,7 @@ cdef class NativeBus:
         if self.closed:
             raise _bus_error("BusClosedError")("the event bus is closed")
         if st.gen != self._gen:
-            st.subs = self._index.match(namespace)
+            st.subs = self._index._match(namespace)
             st.gen = self._gen
         return st
 
