@@ -95,6 +95,33 @@ def test_uuid_ids_in_any_form_are_one_actor_and_text_ids_stay_as_given(datastore
     ]
 
 
+class CountingDatastore(LmdbDatastore):
+    """Records each originator id it maps."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.mapped: list[object] = []
+
+    def actor_id(self, originator_id):
+        self.mapped.append(originator_id)
+        return super().actor_id(originator_id)
+
+
+def test_actor_id_is_called_only_when_the_originator_object_changes(tmp_path):
+    datastore = CountingDatastore(tmp_path / "counting")
+    try:
+        a, b = uuid4(), uuid4()
+        a_again = UUID(str(a))          # equal to a, another object: same actor, same run
+        runs = datastore.event_runs([stored(a, 0), stored(a, 1), stored(a_again, 2), stored(b, 0),
+                                     stored(b, 1), stored(a, 3)])
+        assert [type(o) for o in datastore.mapped] == [UUID] * 4
+        assert [o is x for o, x in zip(datastore.mapped, (a, a_again, b, a))] == [True] * 4
+        assert [(actor, [e.version for e in events]) for actor, events in runs] == [
+            (str(a), [1, 2, 3]), (str(b), [1, 2]), (str(a), [4])]
+    finally:
+        datastore.close()
+
+
 class Blob(bytes):
     """A bytes subclass: stored as plain bytes."""
 
