@@ -270,36 +270,14 @@ class LmdbDatastore:
 
     def event_runs(self, stored_events: Sequence[StoredEvent]) -> list[tuple[str, list[Event]]]:
         """The stored events as aether_fast events, in runs of one originator each (in the
-        given order), with this call's ids. Raises DataError on a bad value,
-        IntegrityError on a version that does not grow within a run."""
-        runs: list[tuple[str, list[Event]]] = []
-        token = _new_token()
-        prev_oid: object = _NOTHING
-        run_actor = ""
-        append = None
-        last = -1
+        given order), with this call's ids, built in one native loop. Raises DataError on a
+        bad value, IntegrityError on a version that does not grow within a run."""
         try:
-            for i, s in enumerate(stored_events):      # the hot loop of every write
-                oid = s.originator_id
-                if oid is not prev_oid:
-                    actor = self.actor_id(oid)
-                    prev_oid = oid
-                    if actor != run_actor or not runs:
-                        run_actor, last = actor, -1
-                        runs.append((actor, run := []))
-                        append = run.append
-                v = s.originator_version
-                state = s.state
-                if v <= last or type(state) is not bytes:
-                    state = self._check(run_actor, v, last, state)
-                append(Event(event_type=s.topic, actor_id=run_actor, version=v + 1, data=state,  # type: ignore[misc]
-                             id=token + (_DIGITS[i] if i < _N_DIGITS else str(i))))
-                last = v
+            return _native.event_runs(stored_events, self.actor_id, self._check, _new_token())
         except AetherError as e:
             raise persistence_error(e) from e
         except TypeError as e:
             raise DataError(f"bad stored event: {e}") from e
-        return runs
 
     @staticmethod
     def _check(actor: str, version: int, last: int, state: object) -> bytes:
@@ -343,11 +321,6 @@ class LmdbDatastore:
     def originator_id(self, actor_id: str) -> UUID | str:
         """The originator id of a stored actor id (the inverse of ``actor_id``)."""
         return UUID(actor_id) if self.uuid_ids else actor_id
-
-
-_NOTHING = object()
-_N_DIGITS = 4096
-_DIGITS = tuple(map(str, range(_N_DIGITS)))
 
 
 def _new_token() -> str:

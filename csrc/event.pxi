@@ -97,9 +97,16 @@ cpdef bytes encode_json(object value):
         raise InvalidInputError(f"data cannot be encoded as JSON: {e}") from None
 
 
+cdef inline long long _now_ns() noexcept nogil:
+    """Nanoseconds since the epoch: ``time.time_ns()`` (the same clock) without a Python call."""
+    cdef timespec t
+    clock_gettime(CLOCK_REALTIME, &t)
+    return <long long>t.tv_sec * 1_000_000_000 + t.tv_nsec
+
+
 cdef long long _timestamp_ns(object ts) except? -1:
     if ts is None:
-        return _time_ns()
+        return _now_ns()
     if isinstance(ts, _datetime):
         if ts.tzinfo is None or ts.utcoffset() is None:
             raise InvalidInputError(f"timestamp must be timezone-aware, got naive {ts!r}")
@@ -566,6 +573,107 @@ def check_id(value, str name):
 def check_version(value, str name):
     """``value`` if it is an int version in 1 .. 2**63 - 1."""
     return _check_version(value, name)
+
+
+cdef extern from "Python.h":
+    long long PyLong_AsLongLongAndOverflow(object o, int *overflow) except? -1
+
+
+def event_runs(stored_events, actor_of, check, str token):
+    """The eventsourcing library's ``StoredEvent``s as raw-bytes Events, in runs of
+    consecutive events of one actor (in the given order): ``[(actor, [Event, ...]), ...]``.
+
+    ``actor_of(originator_id)`` gives the actor of an originator id, called when the
+    originator object changes. An event's version is ``originator_version + 1``, its type the
+    topic, its data the state, its id ``token`` and its index in ``stored_events``, its
+    timestamp now. ``check(actor, version, last, state)`` handles the rare cases (a
+    version not above the run's last one, a state that is not ``bytes``): it raises, or
+    returns the state as bytes. Topics, actors and versions are validated as ``Event()``
+    does, in its order, and raise its errors; a ``TypeError`` comes from a version that
+    does not compare with ints."""
+    cdef list runs = []
+    cdef list run = None
+    cdef object prev_oid = None, actor, run_actor = "", v, last = -1, state, topic, seen_topic = None
+    cdef object next_version = None
+    cdef str actor_id = None, event_type = None
+    cdef bint started = False, actor_checked = False, last_exact = True, fast
+    cdef long long c_last = -1, cv = 0, version
+    cdef int overflow = 0
+    cdef Py_ssize_t i = 0, tn, n
+    cdef char idbuf[256]
+    cdef Event ev
+    cdef const char *tp = PyUnicode_AsUTF8AndSize(token, &tn)
+    if tn != len(token) or tn + 19 > _MAX_ID:   # 19: the digits of any index
+        raise InvalidInputError(f"token must be ASCII of at most {_MAX_ID - 19} characters: {_short_repr(token)}")
+    memcpy(idbuf, tp, tn)
+    for s in stored_events:
+        oid = s.originator_id
+        if oid is not prev_oid or not started:
+            actor = actor_of(oid)
+            prev_oid, started = oid, True
+            if actor != run_actor or run is None:
+                run_actor, last, c_last, last_exact, actor_checked = actor, -1, -1, True, False
+                run = []
+                runs.append((actor, run))
+        v = s.originator_version
+        state = s.state
+        fast = False
+        if last_exact and type(v) is int:
+            cv = PyLong_AsLongLongAndOverflow(v, &overflow)
+            fast = overflow == 0 and c_last < cv < _MAX_VERSION    # so v > last and v + 1 is a version
+        if fast:
+            if type(state) is not bytes:
+                state = check(run_actor, v, last, state)
+        elif v <= last or type(state) is not bytes:
+            state = check(run_actor, v, last, state)
+        topic = s.topic
+        if not fast:
+            next_version = v + 1
+        if topic is not seen_topic:
+            event_type = _check_str(topic, "event_type", _MAX_TYPE)
+            seen_topic = topic
+        if not actor_checked:
+            actor_id = _check_str(run_actor, "actor_id", _MAX_ID)
+            actor_checked = True
+        if fast:
+            version = cv + 1
+        else:
+            version = _check_version(next_version, "version")
+            last_exact = type(v) is int         # then v = version - 1 fits
+            cv = version - 1
+        n = tn
+        _put_index(idbuf, &n, i)
+        ev = Event.__new__(Event)
+        ev.id = PyUnicode_DecodeASCII(idbuf, n, NULL)
+        ev.event_type = event_type
+        ev.actor_id = actor_id
+        ev.command_id = None
+        ev.version = version
+        ev.timestamp_ns = _now_ns()
+        ev._metadata = _NO_METADATA
+        ev._payload = state
+        ev._raw = True
+        ev._position = 0
+        run.append(ev)
+        last, c_last = v, cv
+        i += 1
+    return runs
+
+
+cdef inline void _put_index(char *buf, Py_ssize_t *n, Py_ssize_t i) noexcept nogil:
+    """Append the decimal digits of ``i`` (>= 0) at ``buf + n[0]``."""
+    cdef char tmp[20]
+    cdef int k = 0
+    while True:
+        tmp[k] = <char>(48 + i % 10)
+        k += 1
+        i //= 10
+        if i == 0:
+            break
+    while k:
+        k -= 1
+        buf[n[0]] = tmp[k]
+        n[0] += 1
 
 
 cdef extern from "Python.h":
