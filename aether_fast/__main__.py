@@ -1,5 +1,5 @@
-"""``python -m aether_fast``: the command line (see ``cli.py``)."""
+"""``python -m aether_fast``: the command line (see ``ops/cli.py``)."""
 
-from .cli import main
+from .ops.cli import main
 
 raise SystemExit(main())

@@ -92,8 +92,8 @@ from .errors import (
     StoreNotFoundError,
     VersionConflictError,
 )
-from .lmdb_store import Durability, LmdbEventStore
 from .model import Event
+from .store.lmdb import Durability, LmdbEventStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,0 +1,2 @@
+"""Operating a store: admin operations (``admin``: info, verify, export, import, backup) and
+the ``aether-fast`` command line (``cli``)."""
