@@ -39,18 +39,20 @@ from .model import (
     ActorSnapshot,
     ColumnarEvents,
     Event,
+    EventStored,
     ExpectedVersion,
     ReplayError,
     ReplayResult,
+    VersionConflict,
 )
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
 from .nats.bus import NatsEventBus, NatsSubscription
 from .nats.jetstream import JetStreamConfig, JetStreamEventStore, SyncJetStreamEventStore
+from .notifications import NotifyingStore
 from .protocol import EventStore, SnapshotStore
 from .ring import HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
 from .store.lmdb import Durability, LmdbEventStore
 from .store.memory import InMemoryEventStore
-from .store.notifications import EventStored, NotifyingStore, VersionConflict
 from .store.subscription import Subscription
 
 __version__ = "0.1.0"

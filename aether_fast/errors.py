@@ -137,7 +137,7 @@ class IncompatibleFormatError(AetherError):
     """The path holds an LMDB environment of another format or of another program."""
 
 
-# -- operations (aether_fast.ops.admin) -----------------------------------------------------------
+# -- operations (aether_fast.store.admin) -----------------------------------------------------------
 
 
 class ImportRefusedError(InvalidInputError):

@@ -22,7 +22,7 @@ from ._native import (
     check_version,
     encode_json,
 )
-from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError
+from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError, VersionConflictError
 
 ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 """``append``'s concurrency check: ``"any"`` (only Aether's rule that versions grow),
@@ -224,19 +224,94 @@ def decode_snapshot(actor_id: str, version: int, ts_ns: int, state: bytes, raw: 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+# -- the notices of commits and conflicts (published on the bus by NotifyingStore, across
+# nodes by the JetStream store) --------------------------------------------------------------
+
+EVENT_STORED = "EventStored"
+VERSION_CONFLICT = "VersionConflict"
+
+
+
+def _rfc3339(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    text = (_EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+@dataclass(frozen=True)
+class EventStored:
+    """An event was committed (Aether's ``EventStored``, plus its global ``position``)."""
+
+    event_id: str
+    actor_id: str
+    version: int
+    position: int
+    timestamp: datetime
+
+    @staticmethod
+    def notice(event: Event, position: int) -> Event:
+        """The bus event announcing that ``event`` is stored at ``position``."""
+        return Event(
+            event_type=EVENT_STORED, actor_id=event.actor_id, version=event.version,
+            timestamp=event.timestamp_ns,
+            data={"eventId": event.id, "actorId": event.actor_id, "version": event.version,
+                  "position": position, "timestamp": _rfc3339(event.timestamp_ns)},
+            metadata={"causationId": event.id, **({"correlationId": event.correlation_id}
+                                                 if event.correlation_id is not None else {})},
+        )
+
+    @classmethod
+    def from_event(cls, event: Event) -> EventStored:
+        if event.event_type != EVENT_STORED:
+            raise InvalidTypeError(f"not an {EVENT_STORED} notice: {event!r}")
+        d = event.data
+        return cls(d["eventId"], d["actorId"], d["version"], d["position"], event.timestamp)
+
+
+@dataclass(frozen=True)
+class VersionConflict:
+    """A save lost the version check (Aether's backlog ``VersionConflict`` notice)."""
+
+    actor_id: str
+    current_version: int
+    attempted_version: int
+
+    @staticmethod
+    def notice(err: VersionConflictError) -> Event:
+        """The bus event reporting ``err``."""
+        return Event(
+            event_type=VERSION_CONFLICT, actor_id=err.actor_id, version=max(1, err.attempted_version),
+            data={"actorId": err.actor_id, "currentVersion": err.current_version,
+                  "attemptedVersion": err.attempted_version},
+        )
+
+    @classmethod
+    def from_event(cls, event: Event) -> VersionConflict:
+        if event.event_type != VERSION_CONFLICT:
+            raise InvalidTypeError(f"not a {VERSION_CONFLICT} notice: {event!r}")
+        d = event.data
+        return cls(d["actorId"], d["currentVersion"], d["attemptedVersion"])
+
+
 __all__ = [
     "CAUSATION_ID",
     "CORRELATION_ID",
+    "EVENT_STORED",
     "MAX_EVENT_TYPE_BYTES",
     "MAX_ID_BYTES",
     "SPAN_ID",
     "TRACE_ID",
     "USER_ID",
+    "VERSION_CONFLICT",
     "ActorSnapshot",
     "ColumnarEvents",
     "Event",
+    "EventStored",
     "ExpectedVersion",
     "ReplayError",
     "ReplayResult",
+    "VersionConflict",
     "parse_expected_version",
 ]

@@ -25,7 +25,7 @@ from aether_fast.bus import (
     SubscriberOverflowError,
 )
 from aether_fast.errors import InvalidInputError, InvalidNamespaceError, InvalidTypeError
-from aether_fast.store.notifications import (
+from aether_fast.notifications import (
     EVENT_STORED,
     VERSION_CONFLICT,
     EventStored,
@@ -648,7 +648,7 @@ def test_undeliverable_notice_is_counted_logged_and_does_not_fail_the_save(store
     full = bus.subscribe(store.namespace, buffer=1, overflow="error")
     wrapped = NotifyingStore(store, bus)
     wrapped.save_event(ev(version=1))
-    with caplog.at_level(logging.WARNING, logger="aether_fast.store.notifications"):
+    with caplog.at_level(logging.WARNING, logger="aether_fast.notifications"):
         assert wrapped.save_event(ev(version=2)) == 2
     assert "not delivered" in caplog.text
     assert full.dropped == 1

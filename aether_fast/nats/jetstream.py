@@ -81,6 +81,7 @@ from ..model import (
     ActorSnapshot,
     ColumnarEvents,
     Event,
+    EventStored,
     ExpectedVersion,
     ReplayError,
     ReplayResult,
@@ -92,7 +93,6 @@ from ..model import (
     parse_expected_version,
 )
 from ..namespace import DEFAULT_NAMESPACE, validate_namespace
-from ..store.notifications import EventStored
 from ..store.subscription import CommitNotifier, Subscription
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from aether_fast.ops.cli import main
+from aether_fast.__main__ import main
 
 WORKLOADS = {
     "bulk_append/py-lmdb", "bulk_append/sqlite3", "save_event", "replay", "columns_actor",

@@ -14,7 +14,7 @@ import pytest
 
 from aether_fast.nats.bus import NatsEventBus
 from aether_fast.nats.jetstream import JetStreamEventStore
-from aether_fast.store.notifications import EventStored
+from aether_fast.notifications import EventStored
 
 pytest.importorskip("nats", reason="nats-py not installed: pip install 'aether_fast[nats]'")
 

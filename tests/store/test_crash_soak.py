@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from aether_fast import LmdbEventStore
-from aether_fast.ops.admin import verify_store
+from aether_fast.store.admin import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SOAK_SECONDS = float(os.environ.get("AETHER_SOAK_SECONDS", "60"))
@@ -82,7 +82,7 @@ store.close()
 READER = """
 import os, random, sys
 from aether_fast import LmdbEventStore
-from aether_fast.ops.admin import verify_store
+from aether_fast.store.admin import verify_store
 
 path, stop_path, max_readers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = random.Random()

@@ -38,7 +38,7 @@ from aether_fast import (
     LmdbEventStore,
     _native,
 )
-from aether_fast.ops.admin import verify_store
+from aether_fast.store.admin import verify_store
 
 ROOT = Path(__file__).resolve().parents[2]
 HDR = 40

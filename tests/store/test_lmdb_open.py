@@ -24,7 +24,7 @@ from aether_fast import (
     LmdbEventStore,
     StoreNotFoundError,
 )
-from aether_fast.ops.admin import store_info, verify_store
+from aether_fast.store.admin import store_info, verify_store
 
 TIMEOUT = 120      # generous bounds for a loaded machine: a wait, not a speed claim
 

@@ -22,7 +22,7 @@ from .. import _native
 from ..errors import AetherError, CorruptRecordError, ImportRefusedError, InvalidInputError
 from ..model import Event
 from ..namespace import DEFAULT_NAMESPACE, validate_namespace
-from ..store.lmdb import DATA_FILE, LmdbEventStore, existing_store_path
+from .lmdb import DATA_FILE, LmdbEventStore, existing_store_path
 
 StoreRef = str | os.PathLike[str] | LmdbEventStore
 """A store path, or a store already open in this process."""

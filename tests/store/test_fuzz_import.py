@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aether_fast import Event, LmdbEventStore
-from aether_fast.ops.admin import ImportRefusedError, export_events, import_events
+from aether_fast.store.admin import ImportRefusedError, export_events, import_events
 
 GOOD = [Event(event_type="OrderPlaced", actor_id=f"order-{i % 3}", version=i // 3 + 1,
               data={"n": i, "text": "é"}, metadata={"correlationId": f"c{i}"}) for i in range(9)]
