@@ -80,7 +80,7 @@ def test_sdist_holds_every_build_input(sdist):
     _, names = sdist
     missing = build_inputs() - set(names)
     assert not missing, f"missing from the sdist: {sorted(missing)}"
-    assert {"csrc/_native.pyx", "csrc/lmdb.pxd", "setup.py", "pyproject.toml"} <= set(names)
+    assert {"csrc/_native.pyx", "csrc/include/lmdb.pxd", "setup.py", "pyproject.toml"} <= set(names)
 
 
 def test_sdist_holds_no_generated_or_measured_file(sdist):

@@ -1,8 +1,8 @@
 """Hostile bytes: the record decoder and the snapshot decoder never crash, hang or return
 garbage.
 
-A stored record is a 40-byte header, variable parts and a CRC32C (csrc/codec.pxi); a
-snapshot record is a 28-byte header, the state and a CRC32C (csrc/log.pxi). Random
+A stored record is a 40-byte header, variable parts and a CRC32C (csrc/event/codec.pxi); a
+snapshot record is a 28-byte header, the state and a CRC32C (csrc/store/log.pxi). Random
 damage is caught by the checksum, so most cases here also *re-seal* the damaged bytes
 with a valid checksum: that is what a buggy or hostile writer (or an import) could store,
 and it reaches the structural checks and the text decoding behind the checksum.
@@ -78,7 +78,7 @@ def actor_key(actor: str, version: int) -> bytes:
 
 def snapshot_record(version: int, ts_ns: int, state: bytes, raw: bool, flags: int | None = None,
                     reserved: int = 0) -> bytes:
-    """A snapshot record as csrc/log.pxi writes it."""
+    """A snapshot record as csrc/store/log.pxi writes it."""
     body = struct.pack("<BBHqqI", 1, (1 if raw else 0) if flags is None else flags, reserved,
                        version, ts_ns, len(state)) + state
     return seal(b"\0\0\0\0" + body)

@@ -27,10 +27,6 @@ from libc.stdlib cimport free, malloc, qsort
 
 from aether_fast.errors import EmptyRingError
 
-cdef extern from "murmur3.h" nogil:
-    uint32_t af_murmur3_32(const void *key, size_t len, uint32_t seed)
-    ptrdiff_t af_ucs4_to_utf8(const uint32_t *src, size_t n, unsigned char *dst)
-
 cdef extern from *:
     void __builtin_prefetch(const void *p) nogil
 
