@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
@@ -146,6 +147,24 @@ class ColumnarEvents:
 def check_actor_id(actor_id: object) -> str:
     """The actor id if it is a non-empty str of at most 255 UTF-8 bytes."""
     return check_id(actor_id, "actor_id")
+
+
+def check_batch(actor_id: str, events: object) -> list[Event]:
+    """One actor's batch as a list, or the error naming the first bad event: a sequence of
+    Events of ``actor_id`` (checked by the caller) whose versions strictly increase."""
+    if isinstance(events, (str, bytes, Event)) or not isinstance(events, Sequence):
+        raise InvalidTypeError(f"events must be a sequence of Event, got {type(events).__name__}")
+    events = list(events)
+    for i, ev in enumerate(events):
+        if not isinstance(ev, Event):
+            raise InvalidTypeError(f"events[{i}] is a {type(ev).__name__}, not an Event")
+        if ev.actor_id != actor_id:
+            raise InvalidInputError(f"events[{i}] is for actor {ev.actor_id!r}, but the batch is for {actor_id!r}")
+        if i and ev.version <= events[i - 1].version:
+            raise InvalidInputError(
+                f"versions must strictly increase within a batch: events[{i}] has version "
+                f"{ev.version} after {events[i - 1].version}")
+    return events
 
 
 def check_from_version(from_version: object) -> int:

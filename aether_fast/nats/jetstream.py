@@ -86,6 +86,7 @@ from ..model import (
     ReplayError,
     ReplayResult,
     check_actor_id,
+    check_batch,
     check_from_version,
     check_position,
     decode_snapshot,
@@ -412,18 +413,7 @@ class JetStreamEventStore:
         self._check_open()
         check_actor_id(actor_id)
         kind, expected = parse_expected_version(expected_version)
-        if isinstance(events, (str, bytes, Event)) or not isinstance(events, Sequence):
-            raise InvalidTypeError(f"events must be a sequence of Event, got {type(events).__name__}")
-        events = list(events)
-        for i, ev in enumerate(events):
-            if not isinstance(ev, Event):
-                raise InvalidTypeError(f"events[{i}] is a {type(ev).__name__}, not an Event")
-            if ev.actor_id != actor_id:
-                raise InvalidInputError(f"events[{i}] is for actor {ev.actor_id!r}, but the batch is for {actor_id!r}")
-            if i and ev.version <= events[i - 1].version:
-                raise InvalidInputError(
-                    f"versions must strictly increase within a batch: events[{i}] has version "
-                    f"{ev.version} after {events[i - 1].version}")
+        events = check_batch(actor_id, events)
         if len(events) > self.config.max_batch:
             raise InvalidInputError(
                 f"a JetStream batch holds at most max_batch={self.config.max_batch} events, got {len(events)}")

@@ -24,6 +24,7 @@ from ..model import (
     ExpectedVersion,
     ReplayResult,
     check_actor_id,
+    check_batch,
     check_from_version,
     check_max_snapshot_bytes,
     check_position,
@@ -87,21 +88,7 @@ class InMemoryEventStore:
         self._check_open()
         check_actor_id(actor_id)
         kind, expected = parse_expected_version(expected_version)
-        if isinstance(events, (str, bytes, Event)) or not isinstance(events, Sequence):
-            raise InvalidTypeError(f"events must be a sequence of Event, got {type(events).__name__}")
-        events = list(events)
-        for i, ev in enumerate(events):
-            if not isinstance(ev, Event):
-                raise InvalidTypeError(f"events[{i}] is a {type(ev).__name__}, not an Event")
-            if ev.actor_id != actor_id:
-                raise InvalidInputError(
-                    f"events[{i}] is for actor {ev.actor_id!r}, but the batch is for {actor_id!r}"
-                )
-            if i and ev.version <= events[i - 1].version:
-                raise InvalidInputError(
-                    f"versions must strictly increase within a batch: events[{i}] has version "
-                    f"{ev.version} after {events[i - 1].version}"
-                )
+        events = check_batch(actor_id, events)
         return self._append(events, kind, expected) if events else []
 
     def _append(self, events: list[Event], kind: int, expected: int) -> list[int]:
