@@ -80,7 +80,7 @@ if os.environ.get("AETHER_SANITIZE"):
 extension = Extension(
     "aether_fast._native",
     sources=["csrc/_native.pyx"],
-    include_dirs=["csrc", *include_dirs],
+    include_dirs=["csrc/include", *include_dirs],
     library_dirs=lib_dirs,
     libraries=libraries,
     extra_objects=extra_objects,
@@ -88,4 +88,4 @@ extension = Extension(
     extra_link_args=link_args,
 )
 
-setup(ext_modules=cythonize([extension], include_path=["csrc"], language_level=3))
+setup(ext_modules=cythonize([extension], include_path=["csrc", "csrc/include"], language_level=3))

@@ -1,5 +1,6 @@
 """aether_fast: fast event-sourcing primitives over an LMDB append-only log."""
 
+from . import _moved
 from .bus import BusMetrics, BusSubscription, EventBus
 from .errors import (
     AetherError,
@@ -29,9 +30,6 @@ from .errors import (
     TransactionConflictError,
     VersionConflictError,
 )
-from .jetstream import JetStreamConfig, JetStreamEventStore, SyncJetStreamEventStore
-from .lmdb_store import Durability, LmdbEventStore
-from .memory import InMemoryEventStore
 from .model import (
     CAUSATION_ID,
     CORRELATION_ID,
@@ -41,18 +39,25 @@ from .model import (
     ActorSnapshot,
     ColumnarEvents,
     Event,
+    EventStored,
     ExpectedVersion,
     ReplayError,
     ReplayResult,
+    VersionConflict,
 )
 from .namespace import validate_actor_pattern, validate_namespace, validate_namespace_pattern
-from .nats_bus import NatsEventBus, NatsSubscription
-from .notifications import EventStored, NotifyingStore, VersionConflict
+from .nats.bus import NatsEventBus, NatsSubscription
+from .nats.jetstream import JetStreamConfig, JetStreamEventStore, SyncJetStreamEventStore
+from .notifications import NotifyingStore
 from .protocol import EventStore, SnapshotStore
 from .ring import HashRing, PlacementStrategy, RingPlacement, ShardMap, shard_for
-from .subscription import Subscription
+from .store.lmdb import Durability, LmdbEventStore
+from .store.memory import InMemoryEventStore
+from .store.subscription import Subscription
 
 __version__ = "0.1.0"
+
+_moved.install()      # the module paths of before the subpackages, as deprecated aliases
 
 __all__ = [
     "CAUSATION_ID",
@@ -124,7 +129,7 @@ __all__ = [
 
 # The cluster needs nats-py at import time: loaded on first use, so that `import aether_fast`
 # works without the [nats] extra.
-_LAZY = {"ClusterConfig": "cluster", "ClusterMetrics": "cluster", "ClusterNode": "cluster"}
+_LAZY = {"ClusterConfig": "nats.cluster", "ClusterMetrics": "nats.cluster", "ClusterNode": "nats.cluster"}
 
 
 def __getattr__(name: str) -> object:

@@ -137,7 +137,7 @@ class IncompatibleFormatError(AetherError):
     """The path holds an LMDB environment of another format or of another program."""
 
 
-# -- operations (aether_fast.admin) -----------------------------------------------------------
+# -- operations (aether_fast.store.admin) -----------------------------------------------------------
 
 
 class ImportRefusedError(InvalidInputError):
@@ -156,7 +156,7 @@ class ImportRefusedError(InvalidInputError):
         return (type(self), (self.reason, self.line, self.imported))
 
 
-# -- JetStream store (aether_fast.jetstream) --------------------------------------------------
+# -- JetStream store (aether_fast.nats.jetstream) --------------------------------------------------
 
 
 class AtomicBatchUnsupportedError(StorageError):
@@ -206,7 +206,7 @@ class EmptyRingError(AetherError, LookupError):
     """A lookup on a hash ring that has no node."""
 
 
-# -- NATS event bus (aether_fast.nats_bus) ----------------------------------------------------
+# -- NATS event bus (aether_fast.nats.bus) ----------------------------------------------------
 
 
 class NatsBusError(AetherError):
@@ -232,7 +232,7 @@ class MalformedMessageError(InvalidInputError):
     """A message on an event subject is not a valid Aether event message."""
 
 
-# -- cluster (aether_fast.cluster) ------------------------------------------------------------
+# -- cluster (aether_fast.nats.cluster) ------------------------------------------------------------
 
 
 class ClusterError(AetherError):

@@ -80,7 +80,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
-from . import _native
+from ._native import Projection, event_runs, with_position
 from .errors import (
     AetherError,
     CorruptRecordError,
@@ -92,8 +92,8 @@ from .errors import (
     StoreNotFoundError,
     VersionConflictError,
 )
-from .lmdb_store import Durability, LmdbEventStore
 from .model import Event
+from .store.lmdb import Durability, LmdbEventStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -273,7 +273,7 @@ class LmdbDatastore:
         given order), with this call's ids, built in one native loop. Raises DataError on a
         bad value, IntegrityError on a version that does not grow within a run."""
         try:
-            return _native.event_runs(stored_events, self.actor_id, self._check, _new_token())
+            return event_runs(stored_events, self.actor_id, self._check, _new_token())
         except AetherError as e:
             raise persistence_error(e) from e
         except TypeError as e:
@@ -355,7 +355,7 @@ def _plain_dataclass(cls: type, names: tuple[str, ...]) -> bool:
         return (
             tuple(f.name for f in dataclasses.fields(cls)) == names
             and "__slots__" not in vars(cls) and not hasattr(cls, "__post_init__")
-            and _native.Projection(cls, names, "a", None, 1).of_events([_native.with_position(probe, 7)])
+            and Projection(cls, names, "a", None, 1).of_events([with_position(probe, 7)])
             == [cls(*("a", 1, "t", b"s", 7)[: len(names)])]
         )
     except Exception:  # noqa: BLE001 -- any surprise: build the objects the library's way
@@ -369,7 +369,7 @@ _NATIVE_BUILD = _plain_dataclass(StoredEvent, _STORED_EVENT_FIELDS) and \
 def _stored_events(events: list[Event], originator_id: UUID | str) -> list[StoredEvent]:
     """The library's StoredEvent of each of one originator's events, in one native call."""
     if _NATIVE_BUILD:
-        return _native.Projection(StoredEvent, _STORED_EVENT_FIELDS, originator_id, None, 1).of_events(events)
+        return Projection(StoredEvent, _STORED_EVENT_FIELDS, originator_id, None, 1).of_events(events)
     return [StoredEvent(originator_id, e.version - 1, e.event_type, e.payload)  # pragma: no cover
             for e in events]
 
@@ -378,7 +378,7 @@ def _notifications(events: list[Event], originator_of: Callable[[str], UUID | st
     """The library's Notification of each event (id = position), in one native call;
     ``originator_of`` is called once per actor."""
     if _NATIVE_BUILD:
-        return _native.Projection(Notification, _NOTIFICATION_FIELDS, None, originator_of, 1).of_events(events)
+        return Projection(Notification, _NOTIFICATION_FIELDS, None, originator_of, 1).of_events(events)
     return [Notification(originator_of(e.actor_id), e.version - 1,  # pragma: no cover
                          e.event_type, e.payload, e.position) for e in events]
 
@@ -447,7 +447,7 @@ class LmdbAggregateRecorder(LmdbRecorder, AggregateRecorder):
             if desc and limit is not None:
                 events = self._tail(actor, first, last, limit)
             elif last is None and not desc and _NATIVE_BUILD:    # the whole tail: built from the records
-                stored = store.get_events(actor, first, projection=_native.Projection(
+                stored = store.get_events(actor, first, projection=Projection(
                     StoredEvent, _STORED_EVENT_FIELDS, oid, None, 1))
                 return stored if limit is None else stored[:limit]
             else:

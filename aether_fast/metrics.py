@@ -21,62 +21,20 @@ for cluster nodes (leader, term, owned shards, live nodes, heartbeats, elections
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .bus import EventBus
-    from .cluster import ClusterNode
-    from .lmdb_store import LmdbEventStore
+from .store.lmdb import StoreMetrics
 
 
-@dataclass(frozen=True)
-class StoreMetrics:
-    """A snapshot of an LMDB store's counters.
+class MetricsSource(Protocol):
+    """What the collector reads: a store (which also has ``closed``), a bus or a cluster node."""
 
-    Appends are counted per environment (``path``: every namespace of a path shares one
-    writer): ``events_appended``, ``append_conflicts`` (calls refused with
-    VersionConflictError), ``append_failures`` (other errors), ``append_calls`` (answered
-    calls); ``commits`` group transactions, with the latency histogram
-    ``commit_seconds_buckets`` (``(upper bound, cumulative count)``, the last bound is
-    ``inf``) and ``commit_seconds_sum``, and the group-size histogram ``group_size_buckets``.
-    Appends inside an explicit ``transaction()`` are counted when written, not as commits.
-    The rest are gauges: this namespace's ``last_position``, ``events`` and ``snapshots``,
-    and the environment's ``map_size``, ``map_used_bytes``, ``readers`` and
-    ``size_on_disk`` (bytes of the data file).
-    """
-
-    path: str
-    namespace: str
-    events_appended: int
-    append_calls: int
-    append_conflicts: int
-    append_failures: int
-    commits: int
-    commit_seconds_sum: float
-    commit_seconds_buckets: tuple[tuple[float, int], ...]
-    group_size_buckets: tuple[tuple[float, int], ...]
-    last_position: int
-    events: int
-    snapshots: int
-    map_size: int
-    map_used_bytes: int
-    readers: int
-    size_on_disk: int
-
-
-def cumulative(bounds: Iterable[float], counts: list[int]) -> tuple[tuple[float, int], ...]:
-    """Per-bucket counts (the last one above every bound) as Prometheus cumulative buckets."""
-    out, total = [], 0
-    for bound, count in zip([*bounds, float("inf")], counts):
-        total += count
-        out.append((float(bound), total))
-    return tuple(out)
+    def metrics(self) -> Any: ...
 
 
 def register_metrics(
-    *, stores: Iterable[LmdbEventStore] = (), buses: Iterable[EventBus] = (),
-    clusters: Iterable[ClusterNode] = (), registry: Any = None, prefix: str = "aether",
+    *, stores: Iterable[MetricsSource] = (), buses: Iterable[MetricsSource] = (),
+    clusters: Iterable[MetricsSource] = (), registry: Any = None, prefix: str = "aether",
 ) -> PrometheusCollector:
     """Register one collector for these stores, buses and cluster nodes (default:
     prometheus_client's global registry); returns it (``registry.unregister(collector)``
@@ -96,8 +54,8 @@ class PrometheusCollector:
     """A prometheus_client collector reading store, bus and cluster-node counters at each
     scrape. Closed stores are skipped."""
 
-    def __init__(self, *, stores: Iterable[LmdbEventStore] = (), buses: Iterable[EventBus] = (),
-                 clusters: Iterable[ClusterNode] = (), prefix: str = "aether") -> None:
+    def __init__(self, *, stores: Iterable[MetricsSource] = (), buses: Iterable[MetricsSource] = (),
+                 clusters: Iterable[MetricsSource] = (), prefix: str = "aether") -> None:
         self.stores = list(stores)
         self.buses = list(buses)
         self.clusters = list(clusters)
@@ -139,7 +97,7 @@ class PrometheusCollector:
         groups = HistogramMetricFamily(f"{p}_group_size", "append calls per group commit", labels=["path"])
         seen_paths: set[str] = set()
         for store in self.stores:
-            if store.closed:
+            if getattr(store, "closed", False):
                 continue
             m = store.metrics()
             for name, _ in ns_gauges:

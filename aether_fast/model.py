@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
@@ -22,7 +23,7 @@ from ._native import (
     check_version,
     encode_json,
 )
-from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError
+from .errors import CorruptRecordError, InvalidInputError, InvalidTypeError, VersionConflictError
 
 ExpectedVersion = int | Literal["any", "no_stream", "exists"]
 """``append``'s concurrency check: ``"any"`` (only Aether's rule that versions grow),
@@ -148,6 +149,24 @@ def check_actor_id(actor_id: object) -> str:
     return check_id(actor_id, "actor_id")
 
 
+def check_batch(actor_id: str, events: object) -> list[Event]:
+    """One actor's batch as a list, or the error naming the first bad event: a sequence of
+    Events of ``actor_id`` (checked by the caller) whose versions strictly increase."""
+    if isinstance(events, (str, bytes, Event)) or not isinstance(events, Sequence):
+        raise InvalidTypeError(f"events must be a sequence of Event, got {type(events).__name__}")
+    events = list(events)
+    for i, ev in enumerate(events):
+        if not isinstance(ev, Event):
+            raise InvalidTypeError(f"events[{i}] is a {type(ev).__name__}, not an Event")
+        if ev.actor_id != actor_id:
+            raise InvalidInputError(f"events[{i}] is for actor {ev.actor_id!r}, but the batch is for {actor_id!r}")
+        if i and ev.version <= events[i - 1].version:
+            raise InvalidInputError(
+                f"versions must strictly increase within a batch: events[{i}] has version "
+                f"{ev.version} after {events[i - 1].version}")
+    return events
+
+
 def check_from_version(from_version: object) -> int:
     if isinstance(from_version, bool) or not isinstance(from_version, int):
         raise InvalidTypeError(f"from_version must be an int, got {type(from_version).__name__}")
@@ -224,19 +243,94 @@ def decode_snapshot(actor_id: str, version: int, ts_ns: int, state: bytes, raw: 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
+# -- the notices of commits and conflicts (published on the bus by NotifyingStore, across
+# nodes by the JetStream store) --------------------------------------------------------------
+
+EVENT_STORED = "EventStored"
+VERSION_CONFLICT = "VersionConflict"
+
+
+
+def _rfc3339(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    text = (_EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+@dataclass(frozen=True)
+class EventStored:
+    """An event was committed (Aether's ``EventStored``, plus its global ``position``)."""
+
+    event_id: str
+    actor_id: str
+    version: int
+    position: int
+    timestamp: datetime
+
+    @staticmethod
+    def notice(event: Event, position: int) -> Event:
+        """The bus event announcing that ``event`` is stored at ``position``."""
+        return Event(
+            event_type=EVENT_STORED, actor_id=event.actor_id, version=event.version,
+            timestamp=event.timestamp_ns,
+            data={"eventId": event.id, "actorId": event.actor_id, "version": event.version,
+                  "position": position, "timestamp": _rfc3339(event.timestamp_ns)},
+            metadata={"causationId": event.id, **({"correlationId": event.correlation_id}
+                                                 if event.correlation_id is not None else {})},
+        )
+
+    @classmethod
+    def from_event(cls, event: Event) -> EventStored:
+        if event.event_type != EVENT_STORED:
+            raise InvalidTypeError(f"not an {EVENT_STORED} notice: {event!r}")
+        d = event.data
+        return cls(d["eventId"], d["actorId"], d["version"], d["position"], event.timestamp)
+
+
+@dataclass(frozen=True)
+class VersionConflict:
+    """A save lost the version check (Aether's backlog ``VersionConflict`` notice)."""
+
+    actor_id: str
+    current_version: int
+    attempted_version: int
+
+    @staticmethod
+    def notice(err: VersionConflictError) -> Event:
+        """The bus event reporting ``err``."""
+        return Event(
+            event_type=VERSION_CONFLICT, actor_id=err.actor_id, version=max(1, err.attempted_version),
+            data={"actorId": err.actor_id, "currentVersion": err.current_version,
+                  "attemptedVersion": err.attempted_version},
+        )
+
+    @classmethod
+    def from_event(cls, event: Event) -> VersionConflict:
+        if event.event_type != VERSION_CONFLICT:
+            raise InvalidTypeError(f"not a {VERSION_CONFLICT} notice: {event!r}")
+        d = event.data
+        return cls(d["actorId"], d["currentVersion"], d["attemptedVersion"])
+
+
 __all__ = [
     "CAUSATION_ID",
     "CORRELATION_ID",
+    "EVENT_STORED",
     "MAX_EVENT_TYPE_BYTES",
     "MAX_ID_BYTES",
     "SPAN_ID",
     "TRACE_ID",
     "USER_ID",
+    "VERSION_CONFLICT",
     "ActorSnapshot",
     "ColumnarEvents",
     "Event",
+    "EventStored",
     "ExpectedVersion",
     "ReplayError",
     "ReplayResult",
+    "VersionConflict",
     "parse_expected_version",
 ]

@@ -28,86 +28,17 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from .bus import BusClosedError, EventBus, SubscriberOverflowError
 from .errors import InvalidTypeError, VersionConflictError
-from .model import Event, ExpectedVersion
+from .model import EVENT_STORED, VERSION_CONFLICT, Event, EventStored, ExpectedVersion, VersionConflict
 from .namespace import validate_namespace
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-EVENT_STORED = "EventStored"
-VERSION_CONFLICT = "VersionConflict"
-
 _log = logging.getLogger("aether_fast.notifications")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _rfc3339(ns: int) -> str:
-    secs, frac = divmod(ns, 1_000_000_000)
-    text = (_EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S")
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
-
-
-@dataclass(frozen=True)
-class EventStored:
-    """An event was committed (Aether's ``EventStored``, plus its global ``position``)."""
-
-    event_id: str
-    actor_id: str
-    version: int
-    position: int
-    timestamp: datetime
-
-    @staticmethod
-    def notice(event: Event, position: int) -> Event:
-        """The bus event announcing that ``event`` is stored at ``position``."""
-        return Event(
-            event_type=EVENT_STORED, actor_id=event.actor_id, version=event.version,
-            timestamp=event.timestamp_ns,
-            data={"eventId": event.id, "actorId": event.actor_id, "version": event.version,
-                  "position": position, "timestamp": _rfc3339(event.timestamp_ns)},
-            metadata={"causationId": event.id, **({"correlationId": event.correlation_id}
-                                                 if event.correlation_id is not None else {})},
-        )
-
-    @classmethod
-    def from_event(cls, event: Event) -> EventStored:
-        if event.event_type != EVENT_STORED:
-            raise InvalidTypeError(f"not an {EVENT_STORED} notice: {event!r}")
-        d = event.data
-        return cls(d["eventId"], d["actorId"], d["version"], d["position"], event.timestamp)
-
-
-@dataclass(frozen=True)
-class VersionConflict:
-    """A save lost the version check (Aether's backlog ``VersionConflict`` notice)."""
-
-    actor_id: str
-    current_version: int
-    attempted_version: int
-
-    @staticmethod
-    def notice(err: VersionConflictError) -> Event:
-        """The bus event reporting ``err``."""
-        return Event(
-            event_type=VERSION_CONFLICT, actor_id=err.actor_id, version=max(1, err.attempted_version),
-            data={"actorId": err.actor_id, "currentVersion": err.current_version,
-                  "attemptedVersion": err.attempted_version},
-        )
-
-    @classmethod
-    def from_event(cls, event: Event) -> VersionConflict:
-        if event.event_type != VERSION_CONFLICT:
-            raise InvalidTypeError(f"not a {VERSION_CONFLICT} notice: {event!r}")
-        d = event.data
-        return cls(d["actorId"], d["currentVersion"], d["attemptedVersion"])
 
 
 class NotifyingStore:

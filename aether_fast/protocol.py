@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
 from .model import ActorSnapshot, Event, ExpectedVersion, ReplayResult
-from .subscription import Subscription
+from .store.subscription import Subscription
 
 
 @runtime_checkable

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from aether_fast.bench import Bench, Config, fresh_dir
+from aether_fast.bench.common import Config, fresh_dir
+from aether_fast.bench.core import Bench
 
 CONFIG = Config(
     events=int(os.environ.get("AETHER_BENCH_EVENTS", "100000")),

@@ -1,5 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""aether_fast's native core: the Event type, the record codec and the LMDB log."""
+"""aether_fast's native core, one module: the Event type and record codec (event/), the LMDB
+environment and log (store/), the pattern trie and bus delivery (bus/), the hash ring (ring/).
+C declarations are alone in include/*.pxd."""
 
 cimport cython
 from cpython.buffer cimport PyBUF_FORMAT
@@ -13,41 +15,11 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 from posix.unistd cimport usleep
 
 from lmdb cimport *
+from native_util cimport *
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
     unsigned long PyThread_get_thread_ident()
-
-cdef extern from "native_util.h" nogil:
-    ctypedef struct af_buf:
-        unsigned char *data
-        size_t len
-        size_t cap
-    ctypedef struct af_intern:
-        size_t count
-        af_buf bytes
-        af_buf offsets
-    void af_put_u16le(unsigned char *p, uint16_t v)
-    void af_put_u32le(unsigned char *p, uint32_t v)
-    void af_put_u64le(unsigned char *p, uint64_t v)
-    void af_put_u64be(unsigned char *p, uint64_t v)
-    uint16_t af_get_u16le(const unsigned char *p)
-    uint32_t af_get_u32le(const unsigned char *p)
-    uint64_t af_get_u64le(const unsigned char *p)
-    uint64_t af_get_u64be(const unsigned char *p)
-    void af_crc32c_init()
-    uint32_t af_crc32c(uint32_t crc, const unsigned char *p, size_t n)
-    uint32_t af_crc32c_sw(uint32_t crc, const unsigned char *p, size_t n)
-    int af_buf_reserve(af_buf *b, size_t extra)
-    int af_buf_append(af_buf *b, const void *src, size_t n)
-    void af_buf_free(af_buf *b)
-    int af_intern_init(af_intern *t)
-    void af_intern_free(af_intern *t)
-    int64_t af_intern_code(af_intern *t, const unsigned char *p, uint32_t n)
-    void af_pool_after_fork()
-
-cdef extern from "<pthread.h>" nogil:
-    int pthread_atfork(void (*prepare)(), void (*parent)(), void (*child)())
 
 from aether_fast.errors import (
     AetherError, CorruptRecordError, IncompatibleFormatError, InvalidInputError, InvalidTypeError,
@@ -57,9 +29,11 @@ from aether_fast.errors import (
 af_crc32c_init()
 pthread_atfork(NULL, NULL, af_pool_after_fork)
 
-include "event.pxi"
-include "codec.pxi"
-include "log.pxi"
-include "match.pxi"
-include "bus.pxi"
-include "ring.pxi"
+include "event/event.pxi"     # the Event type
+include "event/codec.pxi"     # the on-disk record
+include "store/env.pxi"       # the LMDB environment
+include "store/log.pxi"       # a namespace's log: appends, reads, snapshots
+include "store/reads.pxi"     # iterators and buffers of the reads
+include "bus/match.pxi"       # the NATS-token pattern trie
+include "bus/bus.pxi"         # the local bus's delivery core
+include "ring/ring.pxi"       # consistent hashing (murmur3)

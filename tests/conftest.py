@@ -8,7 +8,7 @@ tests by subclassing ``StoreConformance`` and overriding ``store`` in its class.
 from __future__ import annotations
 
 import pytest
-from nats_server import nats_server  # noqa: F401  (the fixture, for every test module)
+from support.nats_server import nats_server  # noqa: F401  (the fixture, for every test module)
 
 from aether_fast import InMemoryEventStore, LmdbEventStore
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from aether_fast import ActorSnapshot, Event, LmdbEventStore
-from aether_fast.admin import ImportRefusedError, backup_store, import_events, verify_store
-from aether_fast.cli import main
+from aether_fast.__main__ import main
+from aether_fast.store.admin import ImportRefusedError, backup_store, import_events, verify_store
 
 TIMEOUT = 180
 
@@ -554,7 +554,7 @@ def test_bench_plot_draws_a_saved_run(tmp_path):
 
 def test_bench_plot_without_matplotlib_says_what_to_install(tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from aether_fast.cli import main; raise SystemExit(main(sys.argv[1:]))")
+            "from aether_fast.__main__ import main; raise SystemExit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "bench", "--quick", "--plot", str(tmp_path / "c.png")],
                           capture_output=True, timeout=TIMEOUT, check=False)
     assert proc.returncode == 2

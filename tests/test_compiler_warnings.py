@@ -3,8 +3,8 @@
 The sources are translated afresh (so the check covers the current .pyx/.pxi/.h files, not
 a stale csrc/_native.c) and compiled once with ``-Werror``. The same check by hand:
 
-    python -m cython -3 -I csrc csrc/_native.pyx -o /tmp/_native.c
-    gcc -c -fPIC -O1 -Wall -Wextra -Werror -Icsrc -I"$(python -c 'import sysconfig; \
+    python -m cython -3 -I csrc -I csrc/include csrc/_native.pyx -o /tmp/_native.c
+    gcc -c -fPIC -O1 -Wall -Wextra -Werror -Icsrc/include -I"$(python -c 'import sysconfig; \
 print(sysconfig.get_paths()["include"])')" $(pkg-config --cflags lmdb) /tmp/_native.c -o /tmp/_native.o
 """
 
@@ -33,14 +33,15 @@ def _lmdb_cflags() -> list[str]:
 def test_native_code_compiles_without_warnings(tmp_path):
     generated = tmp_path / "_native.c"
     cython = subprocess.run(
-        [sys.executable, "-m", "cython", "-3", "-I", "csrc", "csrc/_native.pyx", "-o", str(generated)],
+        [sys.executable, "-m", "cython", "-3", "-I", "csrc", "-I", "csrc/include", "csrc/_native.pyx", "-o",
+         str(generated)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert cython.returncode == 0, cython.stderr
     assert "warning" not in cython.stderr.lower(), cython.stderr
     cc = subprocess.run(
         [os.environ.get("CC", "cc"), "-c", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror",
-         f"-I{ROOT / 'csrc'}", f"-I{sysconfig.get_paths()['include']}", *_lmdb_cflags(),
+         f"-I{ROOT / 'csrc' / 'include'}", f"-I{sysconfig.get_paths()['include']}", *_lmdb_cflags(),
          str(generated), "-o", str(tmp_path / "_native.o")],
         capture_output=True, text=True, timeout=600, check=False,
     )

@@ -17,12 +17,12 @@ from aether_fast import errors
 
 # the errors that were defined in the module that raises them, and still import from there
 REEXPORTED = {
-    "aether_fast.admin": ["ImportRefusedError"],
+    "aether_fast.store.admin": ["ImportRefusedError"],
     "aether_fast.bus": [
         "BusClosedError", "ReceiveTimeoutError", "SubscriberOverflowError", "PublishTimeoutError"],
-    "aether_fast.cluster": ["ClusterError", "ClusterConfigError"],
-    "aether_fast.jetstream": ["AtomicBatchUnsupportedError", "TransactionConflictError"],
-    "aether_fast.nats_bus": ["NatsBusError", "NatsAccessError", "MalformedMessageError"],
+    "aether_fast.nats.cluster": ["ClusterError", "ClusterConfigError"],
+    "aether_fast.nats.jetstream": ["AtomicBatchUnsupportedError", "TransactionConflictError"],
+    "aether_fast.nats.bus": ["NatsBusError", "NatsAccessError", "MalformedMessageError"],
     "aether_fast._native": ["EmptyRingError"],
     "aether_fast.ring": ["EmptyRingError"],
 }
@@ -45,13 +45,13 @@ BASES = {
 }
 
 # errors that are not part of the library's tree: the CLI's own usage error, never raised by the API
-OUTSIDE_THE_TREE = {"aether_fast.cli.CommandError"}
+OUTSIDE_THE_TREE = {"aether_fast.__main__.CommandError"}
 
 
 @pytest.mark.parametrize(("module", "name"), [(m, n) for m, names in REEXPORTED.items() for n in names])
 def test_an_old_import_path_gives_the_class_of_the_error_tree(module, name):
-    if module == "aether_fast.cluster":
-        pytest.importorskip("nats", reason="aether_fast.cluster needs nats-py: pip install nats-py")
+    if module == "aether_fast.nats.cluster":
+        pytest.importorskip("nats", reason="aether_fast.nats.cluster needs nats-py: pip install nats-py")
     assert getattr(importlib.import_module(module), name) is getattr(errors, name)
     assert getattr(aether_fast, name) is getattr(errors, name)
 
@@ -72,12 +72,10 @@ def test_every_error_of_the_tree_is_exported_and_rooted_at_aether_error():
 
 def test_no_module_of_the_package_defines_an_error_of_its_own():
     """Private exceptions (``_Transient``, ...) are internal signals caught in their module."""
-    pytest.importorskip("nats", reason="aether_fast.cluster needs nats-py: pip install nats-py")
+    pytest.importorskip("nats", reason="aether_fast.nats.cluster needs nats-py: pip install nats-py")
     strays = set()
-    for info in pkgutil.iter_modules(aether_fast.__path__):
-        if info.name == "__main__":   # importing it runs the CLI
-            continue
-        module = importlib.import_module(f"aether_fast.{info.name}")
+    for info in pkgutil.walk_packages(aether_fast.__path__, "aether_fast."):
+        module = importlib.import_module(info.name)
         for value in vars(module).values():
             if (isinstance(value, type) and issubclass(value, BaseException)
                     and not value.__name__.startswith("_") and value.__module__.startswith("aether_fast.")
@@ -109,7 +107,7 @@ def test_the_error_tree_and_its_nats_errors_need_no_nats_py():
         "assert issubclass(ClusterConfigError, ClusterError)\n"
         "assert issubclass(NatsAccessError, aether_fast.AetherError)\n"
         "try:\n"
-        "    import aether_fast.cluster\n"
+        "    import aether_fast.nats.cluster\n"
         "except ImportError as err:\n"
         "    print(err)\n"
     )

@@ -38,7 +38,7 @@ from eventsourcing.tests import application as es_application
 from eventsourcing.tests import persistence as es_persistence
 from eventsourcing.utils import Environment
 
-from aether_fast.bench_eventsourcing import EsConfig, main_bench_eventsourcing
+from aether_fast.bench.eventsourcing import EsConfig, main_bench_eventsourcing
 from aether_fast.eventsourcing import (
     LmdbAggregateRecorder,
     LmdbApplicationRecorder,

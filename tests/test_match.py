@@ -15,7 +15,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nats_server import NatsServer, require_nats
+from support.nats_server import NatsServer, require_nats
 
 from aether_fast._native import PatternIndex, check_pattern, match_pattern
 from aether_fast.errors import InvalidNamespaceError, InvalidTypeError

@@ -5,10 +5,10 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+from support.group_commit import ev, run_queued
 
 from aether_fast import ActorSnapshot, Event, EventBus, LmdbEventStore, VersionConflictError
 from aether_fast.errors import AetherError
-from tests.test_group_commit import ev, run_queued
 
 prometheus_client = pytest.importorskip("prometheus_client", reason="the [metrics] extra is not installed")
 from prometheus_client.parser import text_string_to_metric_families

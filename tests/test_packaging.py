@@ -45,8 +45,9 @@ IGNORED_WHEN_COPYING = shutil.ignore_patterns(".git", ".venv", "build", "dist", 
 
 def build_inputs() -> set[str]:
     """The files of the source tree that building, testing or the wheel recipe need."""
-    patterns = ["csrc/*.pyx", "csrc/*.pxi", "csrc/*.pxd", "csrc/*.h", "csrc/*.c", "aether_fast/*.py",
-                "aether_fast/*.pyi", "aether_fast/py.typed", "tests/*.py", "wheels/*.sh", "wheels/smoke.py"]
+    patterns = ["csrc/**/*.pyx", "csrc/**/*.pxi", "csrc/**/*.pxd", "csrc/**/*.h", "csrc/**/*.c", "aether_fast/**/*.py",
+                "aether_fast/**/*.pyi", "aether_fast/py.typed", "tests/**/*.py", "tests/**/*.c", "wheels/*.sh",
+                "wheels/smoke.py"]
     found = {p.relative_to(ROOT).as_posix() for pattern in patterns for p in ROOT.glob(pattern)}
     found -= set(GENERATED_C)
     return found | {"setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "CHANGELOG.md", "dev.sh"}
@@ -79,7 +80,7 @@ def test_sdist_holds_every_build_input(sdist):
     _, names = sdist
     missing = build_inputs() - set(names)
     assert not missing, f"missing from the sdist: {sorted(missing)}"
-    assert {"csrc/_native.pyx", "csrc/lmdb.pxd", "setup.py", "pyproject.toml"} <= set(names)
+    assert {"csrc/_native.pyx", "csrc/include/lmdb.pxd", "setup.py", "pyproject.toml"} <= set(names)
 
 
 def test_sdist_holds_no_generated_or_measured_file(sdist):

@@ -454,8 +454,8 @@ def test_shard_maps_are_checked():
 
 
 def test_bench_ring_reports_every_workload():
-    from aether_fast.bench import Config
-    from aether_fast.bench_ring import run
+    from aether_fast.bench.common import Config
+    from aether_fast.bench.ring import run
 
     result = run(Config(events=5000, repeats=1))
     assert result["skipped"] == []
@@ -467,7 +467,7 @@ def test_bench_ring_reports_every_workload():
 
 
 def test_bench_ring_without_uhashring_says_what_to_install():
-    code = ("import sys; sys.modules['uhashring'] = None; from aether_fast.bench_ring import main; "
+    code = ("import sys; sys.modules['uhashring'] = None; from aether_fast.bench.ring import main; "
             "main(['--quick'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert "ring vs uhashring skipped: install uhashring" in out.stdout
