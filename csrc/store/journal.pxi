@@ -109,7 +109,7 @@ cdef class Journal:
             tmp = state + ".tmp"
             fd = _os.open(tmp, _os.O_RDWR | _os.O_CREAT | _os.O_TRUNC, 0o644)
             try:
-                _os.write(fd, self._state_bytes(False, 0, 0, 1))
+                _os.write(fd, self._state_bytes(True, 0, 0, 1))   # dirty: LMDB is not flushed yet
                 _os.fsync(fd)
             finally:
                 _os.close(fd)
