@@ -31,6 +31,7 @@ pthread_atfork(NULL, NULL, af_pool_after_fork)
 
 include "event/event.pxi"     # the Event type
 include "event/codec.pxi"     # the on-disk record
+include "store/journal.pxi"   # the journal engine's segment log
 include "store/env.pxi"       # the LMDB environment
 include "store/log.pxi"       # a namespace's log: appends, reads, snapshots
 include "store/reads.pxi"     # iterators and buffers of the reads

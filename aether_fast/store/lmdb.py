@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Durability = Literal["sync", "metasync", "nosync"]
+Engine = Literal["lmdb", "journal"]
 MAX_RECORD_PART_BYTES = 0xFFFFFFFF    # a record's metadata and payload lengths are 32-bit
 DEFAULT_MAP_SIZE = (16 << 30) if sys.maxsize > 2**32 else (256 << 20)
 DATA_FILE = "data.mdb"
@@ -135,16 +136,21 @@ class LmdbEventStore:
         group_max: int = 512,
         group_gather: float = 0.0005,
         create: bool = True,
+        engine: Engine | None = None,
+        journal_segment_bytes: int = 64 << 20,
     ) -> None:
         if durability not in _native.DURABILITY_FLAGS:
             raise InvalidInputError(
                 f"durability must be one of 'sync', 'metasync', 'nosync'; got {durability!r}"
             )
+        if engine not in (None, "lmdb", "journal"):
+            raise InvalidInputError(f"engine must be 'lmdb' or 'journal' (or None: the store's own), got {engine!r}")
         if isinstance(group_gather, bool) or not isinstance(group_gather, (int, float)) \
                 or not 0 <= group_gather <= 1:
             raise InvalidInputError(f"group_gather must be 0 to 1 seconds, got {group_gather!r}")
         for name, value in (("map_size", map_size), ("max_namespaces", max_namespaces), ("group_max", group_max),
-                            ("max_readers", max_readers), ("max_event_bytes", max_event_bytes)):
+                            ("max_readers", max_readers), ("max_event_bytes", max_event_bytes),
+                            ("journal_segment_bytes", journal_segment_bytes)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < 1:
@@ -173,6 +179,7 @@ class LmdbEventStore:
                 env = _native.NativeEnv(
                     self.path, map_size=map_size, durability=durability,
                     max_namespaces=max_namespaces, max_readers=max_readers, create=create,
+                    engine=engine, segment_bytes=journal_segment_bytes,
                 )
                 notifier = CommitNotifier()
                 committer = GroupCommitter(env, max_group=group_max, gather=float(group_gather),
@@ -221,7 +228,7 @@ class LmdbEventStore:
             if entry is not None and not entry[0].closed and not entry[0].forked:
                 return entry[0].namespaces()
             env = _native.NativeEnv(real, map_size=DEFAULT_MAP_SIZE, durability="sync",
-                                    max_namespaces=1, max_readers=126, create=False)
+                                    max_namespaces=64, max_readers=126, create=False)
             try:
                 return env.namespaces()
             finally:
@@ -322,6 +329,11 @@ class LmdbEventStore:
         """Store a snapshot; one of the same actor and version is replaced."""
         log = self._live()
         log.save_snapshot(*encode_snapshot(snapshot, self.max_snapshot_bytes))
+
+    @property
+    def engine(self) -> Engine:
+        """``"journal"`` or ``"lmdb"``: the store's engine (chosen when it was created)."""
+        return "journal" if self._env.journal is not None else "lmdb"
 
     def sync(self) -> None:
         """Flush everything to disk (for the 'metasync' and 'nosync' modes)."""

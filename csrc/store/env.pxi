@@ -119,6 +119,7 @@ cdef class NativeEnv:
     cdef object dbi_lock       # mdb_dbi_open may run in one transaction at a time per process
     cdef readonly unsigned int max_namespaces
     cdef readonly unsigned int max_readers
+    cdef readonly Journal journal     # None: the LMDB engine (LMDB's own flushes are the durability)
     cdef object __weakref__
 
     def __cinit__(self):
@@ -126,23 +127,47 @@ cdef class NativeEnv:
         self.closed = True
 
     def __init__(self, str path, *, size_t map_size, str durability, unsigned int max_namespaces,
-                 unsigned int max_readers, bint create=True):
+                 unsigned int max_readers, bint create=True, str engine=None,
+                 size_t segment_bytes=DEFAULT_SEGMENT_BYTES):
         cdef unsigned int flags = DURABILITY_FLAGS[durability]
+        cdef bint journaled = has_journal(path)
+        cdef bint rebuild = False
+        lock_fd = -1
+        self.path = path
+        self.durability = durability
+        self.dbis = {}
+        self.dbi_lock = _threading.RLock()
+        self.failed_threads = set()
+        self.max_namespaces = max_namespaces
+        self.journal = None
+        if engine == "journal" or journaled:
+            flags = MDB_NOSYNC             # LMDB is derived state; the journal is flushed instead
+        if journaled:
+            lock_fd = lock_journal(path)   # one process at a time decides on a rebuild
+            rebuild = journal_needs_rebuild(path)
+            if rebuild:                    # a machine crash may have torn the LMDB file
+                for name in ("data.mdb", "lock.mdb"):
+                    if _os.path.exists(_os.path.join(path, name)):
+                        _os.unlink(_os.path.join(path, name))
+        try:
+            self._open_env(path, flags, map_size, max_readers, create, engine, journaled, rebuild,
+                           durability, segment_bytes)
+        finally:
+            if lock_fd >= 0:
+                unlock_journal(lock_fd)
+
+    cdef int _open_env(self, str path, unsigned int flags, size_t map_size, unsigned int max_readers,
+                       bint create, str engine, bint journaled, bint rebuild, str durability,
+                       size_t segment_bytes) except -1:
         cdef bytes bpath = _os.fsencode(path)
         cdef const char *cpath = bpath
         cdef int rc
         cdef int dead = 0
-        self.path = path
-        self.durability = durability
-        self.dbis = {}
-        self.dbi_lock = _threading.Lock()
-        self.failed_threads = set()
-        self.max_namespaces = max_namespaces
         rc = mdb_env_create(&self.env)
         if rc:
             raise_lmdb(rc, "env create")
         mdb_env_set_mapsize(self.env, map_size)
-        mdb_env_set_maxdbs(self.env, 1 + 3 * max_namespaces)
+        mdb_env_set_maxdbs(self.env, 1 + 3 * self.max_namespaces)
         mdb_env_set_maxreaders(self.env, max_readers)
         with nogil:
             rc = mdb_env_open(self.env, cpath, flags, 0o644)
@@ -158,13 +183,21 @@ cdef class NativeEnv:
             # an existing store is checked in a read transaction: no wait for another
             # process's long write transaction; only a new store takes the writer lock
             state = _in_own_thread(self._read_meta)
-            if state == META_MISSING and not create:
+            if state == META_MISSING and not create and not rebuild:
                 raise StoreNotFoundError(f"no store at {path!r}: it holds an empty LMDB environment")
             if state != META_OK:
                 self._open_meta(True)
+            if engine == "journal" and not journaled and state != META_MISSING:
+                raise IncompatibleFormatError(
+                    f"store at {path!r} uses the lmdb engine; the journal engine is chosen when a store "
+                    "is created: export it and import it into a new store opened with engine='journal'")
+            if journaled or engine == "journal":
+                self.journal = Journal(path, durability, segment_bytes, True)
+                self.recover(rebuild)
         except BaseException:
             self.close()
             raise
+        return 0
 
     def _read_meta(self):
         return self._open_meta(False)
@@ -289,13 +322,28 @@ cdef class NativeEnv:
                         "processes reading it); open it with a larger max_readers (applies when no "
                         "process has it open)", rc)
                 raise_lmdb(rc, "begin transaction")
+            if self.journal is not None and not (flags & MDB_RDONLY) and self.journal_begin(txn[0]):
+                continue               # frames of a writer that died were indexed: begin again
             return 0
 
     cdef int _commit(self, MDB_txn *txn) except -1:
         cdef int rc
+        cdef bint framed = self.journal is not None and self.journal.owner == txn
+        if framed:
+            try:
+                self.journal.write_frame(txn, self.meta)
+            except BaseException:
+                self.journal.reset()
+                self._abort(txn)
+                raise
         with nogil:
             rc = mdb_txn_commit(txn)
         self.active -= 1
+        if framed:
+            if rc and self.journal.count:   # LMDB refused the commit: take the frame back
+                self.journal._erase(self.journal.off - ((self.journal.pending.len + 7) & ~(<size_t>7)),
+                                    (self.journal.pending.len + 7) & ~(<size_t>7))
+            self.journal.reset()
         if rc == EIO and _file_system_full(self.path):   # LMDB's word for a write cut short
             rc = ENOSPC
         if rc:
@@ -303,6 +351,8 @@ cdef class NativeEnv:
         return 0
 
     cdef void _abort(self, MDB_txn *txn) noexcept:
+        if self.journal is not None and self.journal.owner == txn:
+            self.journal.reset()
         mdb_txn_abort(txn)
         self.active -= 1
 
@@ -532,6 +582,8 @@ cdef class NativeEnv:
                 if rc:
                     raise_lmdb(rc, f"open of namespace {namespace!r}")
                 out.append(d)
+            if write and self.journal is not None and self.journal.owner == txn:
+                self.journal.add_namespace(namespace)
         except BaseException:
             self._abort(txn)
             raise
@@ -563,6 +615,176 @@ cdef class NativeEnv:
                 self._abort(txn)
         return found
 
+    # -- the journal engine (journal.pxi) -------------------------------------------------
+
+    cdef tuple _journal_end(self, MDB_txn *txn):
+        """(segment, offset, next sequence) after the last frame LMDB has indexed."""
+        cdef MDB_val k, v
+        k.mv_data = <void *><const char *>_END_KEY
+        k.mv_size = _END_KEY_LEN
+        rc = mdb_get(txn, self.meta, &k, &v)
+        if rc == MDB_NOTFOUND:
+            return (0, 0, 1)
+        if rc:
+            raise_lmdb(rc, "journal end")
+        p = <const unsigned char *>v.mv_data
+        return (af_get_u64le(p), af_get_u64le(p + 8), af_get_u64le(p + 16))
+
+    cdef bint journal_begin(self, MDB_txn *txn) except -1:
+        """At a write transaction's begin: index the frames past LMDB's end (a writer died
+        after its flush), committing them, and return True (begin again); else take the
+        journal for this transaction and return False."""
+        seg, off, seq = self._journal_end(txn)
+        if self.journal.next_frame(seg, off, seq) is None:
+            self.journal.begin(txn, seg, off, seq)
+            return False
+        if not self.dbi_lock.acquire(False):  # another thread of ours opens a namespace: let it
+            self._abort(txn)
+            with nogil:
+                usleep(200)
+            return True
+        try:
+            self._apply_frames(txn, seg, off, seq)
+        except BaseException:
+            self.dbi_lock.release()
+            self._abort(txn)
+            raise
+        self._commit(txn)                    # not the journal's transaction: no frame written
+        self.dbi_lock.release()
+        return True
+
+    cdef long long _apply_frames(self, MDB_txn *txn, uint64_t seg, uint64_t off, uint64_t seq) except -1:
+        """Index every frame from (seg, off, seq) on into LMDB; the count. Holds dbi_lock."""
+        cdef long long frames = 0
+        cdef unsigned char end[24]
+        cdef MDB_val k, v
+        found = self.journal.next_frame(seg, off, seq)
+        while found is not None:
+            frame, seg, off = found
+            self._apply_frame(txn, frame)
+            off += len(frame)
+            seq += 1
+            frames += 1
+            found = self.journal.next_frame(seg, off, seq)
+        af_put_u64le(end, seg)
+        af_put_u64le(end + 8, off)
+        af_put_u64le(end + 16, seq)
+        k.mv_data = <void *><const char *>_END_KEY
+        k.mv_size = _END_KEY_LEN
+        v.mv_data = end
+        v.mv_size = 24
+        rc = mdb_put(txn, self.meta, &k, &v, 0)
+        if rc:
+            raise_lmdb(rc, "journal end")
+        return frames
+
+    cdef tuple _recovery_dbis(self, MDB_txn *txn, str namespace):
+        cdef MDB_dbi d
+        out = []
+        for part in ("log", "idx", "snap"):
+            rc = mdb_dbi_open(txn, f"{namespace}/{part}".encode(), MDB_CREATE, &d)
+            if rc:
+                raise_lmdb(rc, f"open of namespace {namespace!r}")
+            out.append(d)
+        return tuple(out)
+
+    cdef int _apply_frame(self, MDB_txn *txn, bytes frame) except -1:
+        cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(frame)
+        cdef const unsigned char *rec
+        cdef size_t at = J_HDR, n, nn, kn
+        cdef uint32_t i, count = af_get_u32le(p + 12)
+        cdef unsigned char key[KEY_MAX]
+        cdef unsigned char pk[8]
+        cdef uint64_t pos, last
+        cdef MDB_val k, v
+        cdef MDB_cursor *cur
+        cdef MDB_dbi log, idx, snap
+        cdef int rc, kind
+        for i in range(count):
+            kind = p[at]
+            nn = af_get_u16le(p + at + 1)
+            namespace = PyUnicode_DecodeUTF8(<const char *>p + at + 3, nn, NULL)
+            at += 3 + nn
+            log, idx, snap = self._recovery_dbis(txn, namespace)
+            if kind == J_EVENT:
+                pos = af_get_u64le(p + at)
+                n = af_get_u32le(p + at + 8)
+                rec = p + at + 12
+                at += 12 + n
+                rc = mdb_cursor_open(txn, log, &cur)
+                if rc:
+                    raise_lmdb(rc, "cursor")
+                rc = mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                last = af_get_u64be(<const unsigned char *>k.mv_data) if rc == 0 else 0
+                mdb_cursor_close(cur)
+                if pos <= last:
+                    continue                 # indexed already
+                af_put_u64be(pk, pos)
+                k.mv_data = pk
+                k.mv_size = 8
+                v.mv_data = <void *>rec
+                v.mv_size = n
+                rc = mdb_put(txn, log, &k, &v, MDB_APPEND)
+                if rc:
+                    raise_lmdb(rc, "journal recovery")
+                k.mv_size = pack_actor_key(
+                    key, <const char *>rec + 40 + af_get_u16le(rec + 24) + af_get_u16le(rec + 6),
+                    af_get_u16le(rec + 26), <uint64_t>af_get_u64le(rec + 8))
+                k.mv_data = key
+                af_put_u64le(pk, pos)
+                v.mv_data = pk
+                v.mv_size = 8
+                rc = mdb_put(txn, idx, &k, &v, 0)
+            elif kind == J_SNAPSHOT:
+                kn = af_get_u16le(p + at)
+                k.mv_data = <void *>(p + at + 2)
+                k.mv_size = kn
+                n = af_get_u32le(p + at + 2 + kn)
+                v.mv_data = <void *>(p + at + 2 + kn + 4)
+                v.mv_size = n
+                at += 2 + kn + 4 + n
+                rc = mdb_put(txn, snap, &k, &v, 0)
+            else:
+                rc = 0
+            if rc:
+                raise_lmdb(rc, "journal recovery")
+        return 0
+
+    cdef int recover(self, bint rebuild) except -1:
+        """At open: index the frames past LMDB's end (all of them after a rebuild); after a
+        rebuild, flush LMDB and mark the journal clean."""
+        cdef MDB_txn *txn
+        cdef int rc
+        with self.dbi_lock:
+            self._begin(&txn, MDB_RDONLY)
+            try:
+                seg, off, seq = self._journal_end(txn)
+            finally:
+                self._abort(txn)
+            if self.journal.next_frame(seg, off, seq) is not None:
+                self._begin(&txn, 0)          # indexes them (journal_begin), then begins again
+                self._abort(txn)
+        if rebuild:
+            self.checkpoint()
+        return 0
+
+    def checkpoint(self):
+        """Flush the LMDB file and mark the journal clean up to its end, holding the writer
+        lock (no commit between the flush and the mark)."""
+        cdef MDB_txn *txn
+        cdef int rc
+        self._begin(&txn, 0)
+        try:
+            self.journal.sync()
+            with nogil:
+                rc = mdb_env_sync(self.env, 1)
+            if rc:
+                raise_lmdb(rc, "sync")
+            self.journal.mark_clean()
+        finally:
+            self._abort(txn)
+        self.journal.wrote = False
+
     # -- lifecycle and info --------------------------------------------------------------
 
     def info(self):
@@ -580,6 +802,9 @@ cdef class NativeEnv:
         """Flush to disk (useful after writes in the 'metasync' and 'nosync' modes)."""
         self.check()
         cdef int rc
+        if self.journal is not None:
+            self.checkpoint()
+            return
         with nogil:
             rc = mdb_env_sync(self.env, 1)
         if rc:
@@ -617,6 +842,11 @@ cdef class NativeEnv:
             if self.wtxn_owner != PyThread_get_thread_ident():
                 raise AetherError("cannot close the store while another thread holds a transaction")
             self.fail_explicit_txn()
+        if self.journal is not None and self.journal.wrote and self.active == 0:
+            try:
+                self.checkpoint()     # a clean state: no rebuild after the next reboot
+            except AetherError:
+                pass                  # the journal stays the truth; the next open recovers
         self.closed = True
         cdef int waited = 0
         while self.active > 0 and waited < 150000:
@@ -626,5 +856,7 @@ cdef class NativeEnv:
         if self.active == 0 and self.env != NULL:
             mdb_env_close(self.env)
             self.env = NULL
+        if self.journal is not None:
+            self.journal.close()
 
 

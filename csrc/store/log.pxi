@@ -127,6 +127,8 @@ cdef class NativeLog:
                 raise_lmdb(rc, "cursor")
             pos = self._last_position(log_cur)
             positions = []
+            journal = self.env.journal if (self.env.journal is not None
+                                           and self.env.journal.owner == txn) else None
             for i in range(count):
                 pos += 1
                 af_put_u64be(pk, <uint64_t>pos)
@@ -137,6 +139,9 @@ cdef class NativeLog:
                 if rc:
                     raise_lmdb(rc, "append")
                 rec_write(&recs[i], <Event>events[i], <unsigned char *>v.mv_data)
+                if journal is not None:
+                    (<Journal>journal).add_event(self.namespace, <uint64_t>pos,
+                                                 <const unsigned char *>v.mv_data, recs[i].total)
                 k.mv_size = pack_actor_key(key, recs[i].actor, recs[i].actor_n, <uint64_t>recs[i].version)
                 k.mv_data = key
                 posbuf = 0
@@ -595,6 +600,8 @@ cdef class NativeLog:
                 af_put_u32le(out + 24, <uint32_t>sn)
                 memcpy(out + SNAP_HDR, PyBytes_AS_STRING(state), sn)
                 af_put_u32le(out, af_crc32c(0, out + 4, SNAP_HDR + sn - 4))
+                if self.env.journal is not None and self.env.journal.owner == txn:
+                    self.env.journal.add_snapshot(self.namespace, key, k.mv_size, out, v.mv_size)
             if explicit:
                 if rc == MDB_MAP_FULL:
                     self.env.fail_explicit_txn()

@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from aether_fast import LmdbEventStore
 from aether_fast.store.admin import verify_store
 
@@ -125,11 +127,13 @@ def _acked(ack_file: Path) -> list[tuple[str, str, int, int]]:
     return [(eid, actor, int(version), int(position)) for eid, actor, version, position in rows]
 
 
-def test_crash_soak(tmp_path):
+@pytest.mark.parametrize("engine", ["lmdb", "journal"])
+def test_crash_soak(tmp_path, engine):
+    """On each engine: the writers open the store created here, so they use its engine."""
     path = tmp_path / "store"
     stop = tmp_path / "stop"
     rng = random.Random()
-    store = LmdbEventStore(path, max_readers=MAX_READERS)
+    store = LmdbEventStore(path, max_readers=MAX_READERS, engine=engine)
     seen: list[int] = []
     failures: list[BaseException] = []
     sub = store.subscribe(poll_interval=0.01)
