@@ -19,11 +19,36 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 SECTOR = 512
 CRASH_BOOT_ID = "power-loss-harness-after-reboot"
-WORKLOADS = ("single", "batches", "transaction", "snapshots", "threads")
+WORKLOADS = ("single", "batches", "transaction", "snapshots", "threads", "processes")
+
+# One of the 3 writer processes of the "processes" workload: own actors and one shared, a
+# conflict (another process took the version) is not acknowledged and is retried.
+PROCESS = r"""
+import json, os, sys
+from aether_fast import Event, LmdbEventStore, VersionConflictError
+path, durability, mark, k = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+mfd = os.open(mark, os.O_WRONLY | os.O_APPEND)
+def note(tag, op):
+    os.write(mfd, (json.dumps({tag: op}) + "\n").encode())
+with LmdbEventStore(path, durability=durability) as store:
+    for v in range(1, 4):
+        for actor in (f"p{k}", "shared"):
+            for attempt in range(10):
+                version = store.get_latest_version(actor) + 1
+                e = Event(event_type="T", actor_id=actor, version=version, data={"k": k, "v": v})
+                op = {"events": [[e.id, e.actor_id, e.version, e.payload.hex()]], "batch": False}
+                note("try", op)
+                try:
+                    store.save_event(e)
+                except VersionConflictError:
+                    continue             # another process took that version: not acknowledged
+                note("ack", op)
+                break
+"""
 
 # The workload: one store, markers before and after each operation. Markers are JSON lines
 # written to the mark file: {"try": op} before, {"ack": op} after it returned.
-WORKLOAD = r"""
+WORKLOAD = f"PROC = {PROCESS!r}\n" + r"""
 import json, os, sys, threading
 from aether_fast import ActorSnapshot, Event, LmdbEventStore
 path, kind, durability, engine, mark = sys.argv[1:6]
@@ -67,6 +92,12 @@ elif kind == "snapshots":
         note("try", op)
         store.save_snapshot(ActorSnapshot("s", v, {"v": v}))
         note("ack", op)
+elif kind == "processes":        # 3 writer processes (this one waits), own actors and one shared
+    import subprocess
+    store.close()
+    kids = [subprocess.Popen([sys.executable, "-c", PROC, path, durability, mark, str(k)]) for k in range(3)]
+    assert all(k.wait() == 0 for k in kids)
+    sys.exit(0)
 elif kind == "threads":
     def run(k):
         for v in range(1, 4):

@@ -1,7 +1,8 @@
 /* The power-loss harness's I/O recorder, loaded with LD_PRELOAD into a workload process.
  *
  * For files whose path starts with $AETHER_TRACE_DIR it appends to $AETHER_TRACE_FILE one
- * record per call, in call order (one mutex):
+ * record per call, in call order (one mutex in a process; one atomic O_APPEND writev per
+ * record across processes, so the writer processes of one store share one trace):
  *   u8 op, u32 file id, u64 offset, u64 length, then `length` bytes (write data, or a path)
  * (write, writev, pwrite, pwritev; open, openat and their fortified forms; fsync, fdatasync;
  * ftruncate; rename; unlink; mmap). fallocate and sync_file_range are not used by the store.
@@ -80,15 +81,23 @@ static void init(void) {
     if (tf) trace_fd = r_open(tf, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
-static void emit(char op, int id, uint64_t off, const void *data, uint64_t len) {
+/* One record in one writev on the O_APPEND trace: atomic, so the records of several
+ * processes interleave whole, in the order their calls returned. */
+static void emit2(char op, int id, uint64_t off, const void *data, uint64_t len, const char *extra) {
     unsigned char head[21];
     uint32_t fid = (uint32_t)id;
+    struct iovec iov[3];
     head[0] = (unsigned char)op;
     memcpy(head + 1, &fid, 4);
     memcpy(head + 5, &off, 8);
     memcpy(head + 13, &len, 8);
-    r_write(trace_fd, head, 21);
-    if (len) r_write(trace_fd, data, len);
+    iov[0].iov_base = head; iov[0].iov_len = 21;
+    iov[1].iov_base = (void *)data; iov[1].iov_len = len;
+    iov[2].iov_base = (void *)extra; iov[2].iov_len = extra ? strlen(extra) + 1 : 0;
+    r_writev(trace_fd, iov, 3);
+}
+static void emit(char op, int id, uint64_t off, const void *data, uint64_t len) {
+    emit2(op, id, off, data, len, NULL);
 }
 
 static int traced(const char *path) {
@@ -105,7 +114,8 @@ static void opened(int fd, const char *path, int flags) {
     if (traced(path)) {
         char real[4096];
         const char *p = realpath(path, real) ? real : path;
-        int id = next_id++;
+        /* unique across the processes that share one trace: pid in the high half */
+        int id = (int)((((uint32_t)getpid() & 0x7FFF) << 16) | (uint32_t)(next_id++ & 0xFFFF));
         fd_file[fd] = id + 1;
         fd_dsync[fd] = (flags & (O_DSYNC | O_SYNC)) != 0;
         emit('P', id, fd_dsync[fd], p, strlen(p));
@@ -247,8 +257,7 @@ int rename(const char *from, const char *to) {
         char *slash = strrchr(a, '/');
         snprintf(b, sizeof b, "%.*s/%s", (int)(slash - a), a, strrchr(to, '/') ? strrchr(to, '/') + 1 : to);
         pthread_mutex_lock(&mu);
-        emit('R', 0, strlen(a), a, strlen(a));
-        r_write(trace_fd, b, strlen(b) + 1);   /* the new path follows, NUL-terminated */
+        emit2('R', 0, strlen(a), a, strlen(a), b);   /* the new path follows, NUL-terminated */
         pthread_mutex_unlock(&mu);
     }
     return rc;
