@@ -330,7 +330,7 @@ int cb_read(cb_store *s, const unsigned char *actor, size_t actor_n, int64_t fro
     unsigned char key[KEY_MAX], pk[8];
     columns *cols = &s->cols;
     cb_event e;
-    int64_t n = 0, sum = 0, pos = 0, prev = -1;
+    int64_t n = 0, sum = 0, pos = 0, prev = -1, last = 0;
     int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
     if (rc) return rc;
     uint64_t zero = 0;
@@ -388,6 +388,7 @@ int cb_read(cb_store *s, const unsigned char *actor, size_t actor_n, int64_t fro
             sum += (int64_t)get_le(p + 8, 8);
         }
         n++;
+        last = pos;
         rc = mdb_cursor_get(actor ? idx : log, &k, &v, MDB_NEXT);
     }
     if (rc == MDB_NOTFOUND) rc = 0;
@@ -396,6 +397,6 @@ int cb_read(cb_store *s, const unsigned char *actor, size_t actor_n, int64_t fro
     mdb_txn_abort(txn);
     *count = n;
     *version_sum = sum;
-    *last_position = pos;
+    *last_position = last;
     return rc;
 }
