@@ -186,12 +186,12 @@ def _add_bench(commands: Any) -> None:
         "  aether-fast bench --from-json run.json --plot ratios.png   # redraw a saved run",
     )
     bench.add_argument("--quick", action="store_true",
-                       help="a small workload of a few seconds (50,000 events, 500 actors, 3 repeats)")
+                       help="a small workload of a few seconds (20,000 events, 200 actors, 3 repeats)")
     bench.add_argument("--full", action="store_true",
-                       help="run the concurrency, eventsourcing and bus suites at full size too (about 2 minutes)")
+                       help="every suite at full size (1,000,000 events over 10,000 actors; a few minutes)")
     bench.add_argument("--events", type=_positive_int, metavar="N",
-                       help="events written by the bulk workloads (default 1,000,000)")
-    bench.add_argument("--actors", type=_positive_int, metavar="N", help="actors they are spread over (default 10,000)")
+                       help="events written by the bulk workloads (default 250,000)")
+    bench.add_argument("--actors", type=_positive_int, metavar="N", help="actors they are spread over (default 2,500)")
     bench.add_argument("--repeats", type=_positive_int, metavar="N",
                        help="interleaved repeats per figure (default 3); more narrow each ratio's range")
     bench.add_argument("--durability", choices=("nosync", "sync"), default="nosync",
@@ -433,10 +433,10 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"chart of {len(saved['workloads'])} workloads written to {args.plot}")
         return 0
 
-    from .bench.common import QUICK, Config
+    from .bench.common import FULL, QUICK, Config
     from .bench.runner import main_bench
 
-    cfg = QUICK if args.quick else Config()
+    cfg = QUICK if args.quick else FULL if args.full else Config()
     sizes = {name: getattr(args, name) for name in ("events", "actors", "repeats") if getattr(args, name)}
     cfg = replace(cfg, durability=args.durability, **sizes)
     if cfg.actors > cfg.events:

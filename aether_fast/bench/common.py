@@ -36,8 +36,8 @@ EVENT_TYPE = "AccountCredited"
 class Config:
     """The size and settings of one benchmark run."""
 
-    events: int = 1_000_000
-    actors: int = 10_000
+    events: int = 250_000          # the default run: about a minute on a slow 2-core machine
+    actors: int = 2_500
     payload_bytes: int = 100
     repeats: int = 3
     durability: str = "nosync"
@@ -58,7 +58,8 @@ class Config:
         return max(1, self.events // 10)
 
 
-QUICK = Config(events=50_000, actors=500, repeats=3)
+QUICK = Config(events=20_000, actors=200)
+FULL = Config(events=1_000_000, actors=10_000)    # --full
 
 
 @dataclass

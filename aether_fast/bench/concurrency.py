@@ -54,7 +54,7 @@ class ConcurrencyConfig:
     payload_bytes: int = 100
 
 
-QUICK_CONCURRENCY = ConcurrencyConfig(per_thread=50, single=200, latency_events=100, history=100_000)
+QUICK_CONCURRENCY = ConcurrencyConfig(per_thread=50, single=200, latency_events=100, history=50_000)
 
 
 def _events(actor: str, n: int, payload: bytes) -> list[Event]:

@@ -267,19 +267,22 @@ class Bench:
             return same_size_row(label, key + suffix, n[key], t[key]["aether_fast"], baseline,
                                  t[key].get(system, []), target, note if system == "c" else "")
 
+        # Targets against the C loop (new with it) were set from its first runs on the project's
+        # machine, below the measured ratios: they say how near the C floor each read stays.
         replay = f"replay one {n['replay']}-event actor as objects"
         actor_cols = f"read_columns(actor), {n['columns_actor']} events"
         range_cols = f"read_columns(positions {start}..{end})"
         scan = f"full log scan ({n['read_all']} events) via read_all"
         return [
             row(replay, "replay", "py-lmdb + struct decode", "py-lmdb", 2),
-            row(replay, "replay", C_CHECK, "c", 0.25),
+            row(replay, "replay", C_CHECK, "c", 0.2),
             row(actor_cols, "columns_actor", "py-lmdb + struct -> numpy", "py-lmdb", None),
             row(actor_cols, "columns_actor", C_COLUMNS, "c", 0.7),
             row(range_cols, "columns_range", "py-lmdb + struct -> numpy", "py-lmdb", None),
             row(range_cols, "columns_range", C_COLUMNS, "c", 0.7),
-            row(scan, "read_all", "py-lmdb raw cursor (no check, no decode)", "py-lmdb", 1),
-            row(scan, "read_all", C_CHECK, "c", 0.25),
+            # information: the raw cursor neither checks nor decodes (not the same work)
+            row(scan, "read_all", "py-lmdb raw cursor (no check, no decode)", "py-lmdb", None),
+            row(scan, "read_all", C_CHECK, "c", 0.3),
         ]
 
     def run(self) -> list[Row]:

@@ -79,7 +79,7 @@ class EsConfig:
         return self.aggregates * self.per_call
 
 
-QUICK_ES = EsConfig(aggregates=500, big_aggregate=10_000, saves=200, repeats=3)
+QUICK_ES = EsConfig(aggregates=200, big_aggregate=5_000, saves=60, repeats=3)
 
 
 class Counter(Aggregate):

@@ -116,7 +116,7 @@ def run_suites(cfg: Config, suites: Sequence[str], tmp: str | None, log: Callabl
         from .bus import bus_rows
 
         log("bus: matching, fan-out, publish ...")
-        rows += bus_rows(replace(cfg, events=min(cfg.events, 200_000)) if small else cfg, log)
+        rows += bus_rows(replace(cfg, events=min(cfg.events, 100_000)) if small else cfg, log)
     if "ring" in suites:
         mark("ring")
         from .ring import ring_rows
