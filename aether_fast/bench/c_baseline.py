@@ -4,7 +4,7 @@ small shared library in a temporary directory, loaded with ctypes.
 
 LMDB is found as setup.py finds it: ``pkg-config lmdb``, or AETHER_LMDB_INCLUDE_DIR /
 AETHER_LMDB_LIB_DIR; the compiler is ``$CC`` or ``cc``. When any of that is missing,
-``load()`` raises ``Unavailable`` with the reason, and the rows say "baseline unavailable".
+``load()`` raises ``_Unavailable`` with the reason, and the rows say "baseline unavailable".
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ HOW = "c_baseline.c, cc -O2 -shared -fPIC -llmdb at run time, via ctypes"
 RAW, CHECK, COLUMNS = 0, 1, 2    # the read modes of cb_read
 
 
-class Unavailable(RuntimeError):
+class _Unavailable(RuntimeError):
     """The C baseline cannot be built here; the message says why."""
 
 
@@ -50,12 +50,12 @@ def build_command(src: str, out: str) -> list[str]:
 
 @cache
 def load() -> CLib:
-    """The compiled baseline (built once per process), or ``Unavailable``."""
+    """The compiled baseline (built once per process), or ``_Unavailable``."""
     cmd = build_command(SOURCE, "libaether_cbase.so")
     if not shutil.which(cmd[0]):
-        raise Unavailable(f"no C compiler ({cmd[0]!r} not found; apt-get install gcc)")
+        raise _Unavailable(f"no C compiler ({cmd[0]!r} not found; apt-get install gcc)")
     if not os.path.exists(SOURCE):
-        raise Unavailable(f"{SOURCE} is missing from the installed package")
+        raise _Unavailable(f"{SOURCE} is missing from the installed package")
     tmp = tempfile.mkdtemp(prefix="aether-cbase-")
     try:
         out = os.path.join(tmp, "libaether_cbase.so")
@@ -63,11 +63,11 @@ def load() -> CLib:
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines() or ["?"]
             err = next((line for line in lines if "error" in line), lines[0])
-            raise Unavailable(f"compiling c_baseline.c failed ({err}); LMDB headers: apt-get install liblmdb-dev")
+            raise _Unavailable(f"compiling c_baseline.c failed ({err}); LMDB headers: apt-get install liblmdb-dev")
         try:
             return CLib(ctypes.CDLL(out), " ".join(cmd))
         except OSError as e:
-            raise Unavailable(f"loading the compiled baseline failed: {e}") from None
+            raise _Unavailable(f"loading the compiled baseline failed: {e}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)   # the loaded library stays mapped
 
@@ -85,7 +85,7 @@ def available() -> str | None:
     """None when the C baseline builds here, else why not."""
     try:
         load()
-    except Unavailable as e:
+    except _Unavailable as e:
         return str(e)
     return None
 
