@@ -176,20 +176,24 @@ def _namespace_option(parser: argparse.ArgumentParser) -> None:
 def _add_bench(commands: Any) -> None:
     bench = _command(
         commands, "bench", "compare aether_fast with raw py-lmdb and sqlite3 on the same data",
-        "Side-by-side benchmark of aether_fast against raw py-lmdb and sqlite3 on embedded "
-        "stores in temporary directories: events/s of each (median of the repeats) and their ratio, "
-        "checked against the project's targets.",
+        "Side-by-side benchmark of aether_fast against baselines doing the same work in the same run "
+        "(raw py-lmdb, sqlite3, a C loop over liblmdb built at run time, ...): events/s of each, their "
+        "ratio per interleaved repeat, and a verdict per ratio target: yes, NO, or within noise when the "
+        "range of the ratio straddles the target.",
         "  aether-fast bench --quick\n  aether-fast bench --json run.json --plot ratios.png\n"
+        "  aether-fast bench --json new.json --compare old.json   # this run against a saved one\n"
+        "  aether-fast bench --from-json new.json --compare old.json   # two saved runs\n"
         "  aether-fast bench --from-json run.json --plot ratios.png   # redraw a saved run",
     )
     bench.add_argument("--quick", action="store_true",
-                       help="a small workload of a few seconds (50,000 events, 500 actors, 3 repeats)")
+                       help="a small workload of a few seconds (20,000 events, 200 actors, 3 repeats)")
     bench.add_argument("--full", action="store_true",
-                       help="run the concurrency, eventsourcing and bus suites at full size too (about 2 minutes)")
+                       help="every suite at full size (1,000,000 events over 10,000 actors; a few minutes)")
     bench.add_argument("--events", type=_positive_int, metavar="N",
-                       help="events written by the bulk workloads (default 1,000,000)")
-    bench.add_argument("--actors", type=_positive_int, metavar="N", help="actors they are spread over (default 10,000)")
-    bench.add_argument("--repeats", type=_positive_int, metavar="N", help="timed repeats per figure (default 3)")
+                       help="events written by the bulk workloads (default 250,000)")
+    bench.add_argument("--actors", type=_positive_int, metavar="N", help="actors they are spread over (default 2,500)")
+    bench.add_argument("--repeats", type=_positive_int, metavar="N",
+                       help="interleaved repeats per figure (default 3); more narrow each ratio's range")
     bench.add_argument("--durability", choices=("nosync", "sync"), default="nosync",
                        help="commit durability for every system (default nosync; sqlite3 synchronous=NORMAL, "
                        "or FULL with sync)")
@@ -205,7 +209,9 @@ def _add_bench(commands: Any) -> None:
                        help="draw the ratios as a bar chart into FILE (.png, .svg or .pdf; needs the 'plot' "
                        "extra: matplotlib)")
     bench.add_argument("--from-json", metavar="FILE",
-                       help="with --plot: draw a saved --json result instead of running the benchmark")
+                       help="with --plot or --compare: use a saved --json result instead of running the benchmark")
+    bench.add_argument("--compare", metavar="OLD.json",
+                       help="print the change per row from a saved --json run to this run (or to --from-json)")
     bench.set_defaults(run=_bench, parser=bench)
 
 
@@ -406,6 +412,7 @@ def _backup(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench.plot import MISSING_MATPLOTLIB, PLOT_FORMATS, have_matplotlib, plot_ratios
+    from .bench.runner import compare
 
     if args.plot:
         if not have_matplotlib():
@@ -414,27 +421,22 @@ def _bench(args: argparse.Namespace) -> int:
             args.parser.error(f"--plot {args.plot!r}: the file name must end in {', '.join(PLOT_FORMATS)}")
         if not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
             args.parser.error(f"--plot {args.plot!r}: its directory does not exist")
+    old = _saved_run(args, args.compare, "--compare") if args.compare else None
     if args.from_json:
-        if not args.plot:
-            args.parser.error("--from-json only redraws a saved run: give --plot FILE.png too")
-        try:
-            with open(args.from_json, "rb") as f:
-                saved = orjson.loads(f.read())
-            rows = saved["workloads"]
-            needed = ("workload", "baseline", "ratio", "met")
-            if not isinstance(rows, list) or not rows or not all(
-                    isinstance(r, dict) and all(k in r for k in needed) for r in rows):
-                raise KeyError("workloads: a non-empty list of rows with " + ", ".join(needed))
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
-            args.parser.error(f"--from-json {args.from_json!r} is not a saved bench --json result ({e})")
-        plot_ratios(saved, args.plot)
-        print(f"chart of {len(rows)} workloads written to {args.plot}")
+        if not (args.plot or args.compare):
+            args.parser.error("--from-json only reads a saved run: give --plot FILE.png or --compare OLD.json too")
+        saved = _saved_run(args, args.from_json, "--from-json")
+        if old is not None:
+            print(compare(old, saved))
+        if args.plot:
+            plot_ratios(saved, args.plot)
+            print(f"chart of {len(saved['workloads'])} workloads written to {args.plot}")
         return 0
 
-    from .bench.common import QUICK, Config
+    from .bench.common import FULL, QUICK, Config
     from .bench.runner import main_bench
 
-    cfg = QUICK if args.quick else Config()
+    cfg = QUICK if args.quick else FULL if args.full else Config()
     sizes = {name: getattr(args, name) for name in ("events", "actors", "repeats") if getattr(args, name)}
     cfg = replace(cfg, durability=args.durability, **sizes)
     if cfg.actors > cfg.events:
@@ -449,10 +451,27 @@ def _bench(args: argparse.Namespace) -> int:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
             f.write("\n")
+    if old is not None:
+        print(compare(old, result))
     if args.plot:
         plot_ratios(result, args.plot)
         print(f"chart written to {args.plot}")
     return 0
+
+
+def _saved_run(args: argparse.Namespace, path: str, option: str) -> dict[str, Any]:
+    """A saved ``bench --json`` result, or a usage error naming ``option``."""
+    try:
+        with open(path, "rb") as f:
+            saved = orjson.loads(f.read())
+        rows = saved["workloads"]
+        needed = ("workload", "baseline", "ratio", "met")
+        if not isinstance(rows, list) or not rows or not all(
+                isinstance(r, dict) and all(k in r for k in needed) for r in rows):
+            raise KeyError("workloads: a non-empty list of rows with " + ", ".join(needed))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+        args.parser.error(f"{option} {path!r} is not a saved bench --json result ({e})")
+    return saved
 
 
 # -- entry point ---------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from .._native import Event, PatternIndex
 from ..bus import EventBus
-from .common import Config, Row, measure, rate_row
+from .common import Config, Row, alternate, measure, rate_row
 
 SUBSCRIBERS = 10
 CHUNK = 1000
@@ -181,9 +181,15 @@ def bench_match(cfg: Config) -> tuple[list[float], list[float], int]:
                 match(s)
         return go
 
-    ours = measure(run(native.match), cfg.repeats, warmup=1)
-    theirs = measure(run(python.match), cfg.repeats, warmup=1)
+    ours, theirs = _paired(run(native.match), run(python.match), cfg.repeats)
     return ours, theirs, len(work)
+
+
+def _paired(ours: Callable[[object], object], theirs: Callable[[object], object],
+            repeats: int) -> tuple[list[float], list[float]]:
+    """Both sides' seconds per repeat, interleaved after one warm-up each."""
+    t_ours, t_theirs = alternate([lambda: measure(ours, 1), lambda: measure(theirs, 1)], repeats, warmup=1)
+    return t_ours, t_theirs
 
 
 def make_events(count: int) -> list[Event]:
@@ -221,8 +227,7 @@ def bench_fanout_callback(cfg: Config, events: list[Event]) -> tuple[list[float]
             for cb in callbacks:
                 cb(ev)
 
-    t_ours = measure(ours, cfg.repeats, warmup=1)
-    t_theirs = measure(theirs, cfg.repeats, warmup=1)
+    t_ours, t_theirs = _paired(ours, theirs, cfg.repeats)
     expected = 2 * (cfg.repeats + 1) * len(events)
     assert all(box[0] == expected for box in boxes), (boxes, expected)
     bus.close()
@@ -278,9 +283,8 @@ async def _async_queues(events: list[Event]) -> None:
 
 
 def bench_fanout_async(cfg: Config, events: list[Event]) -> tuple[list[float], list[float]]:
-    ours = measure(lambda _: asyncio.run(_async_bus(events)), cfg.repeats, warmup=1)
-    theirs = measure(lambda _: asyncio.run(_async_queues(events)), cfg.repeats, warmup=1)
-    return ours, theirs
+    return _paired(lambda _: asyncio.run(_async_bus(events)), lambda _: asyncio.run(_async_queues(events)),
+                   cfg.repeats)
 
 
 def _many_subscriptions(subscribe: Callable[..., object], callback: Callable[[Event], None]) -> None:
@@ -329,8 +333,7 @@ def bench_publish_1000(cfg: Config, events: list[Event]) -> tuple[list[float], l
         for ev in few:
             publish("tenant-007.orders", ev)
 
-    t_ours = measure(ours, cfg.repeats, warmup=1)
-    t_theirs = measure(theirs, cfg.repeats, warmup=1)
+    t_ours, t_theirs = _paired(ours, theirs, cfg.repeats)
     assert boxes[0][0] == 10 * (cfg.repeats + 1) * len(events), boxes
     assert boxes[1][0] == 10 * (cfg.repeats + 1) * len(few), boxes
     bus.close()
@@ -346,21 +349,21 @@ def bus_rows(cfg: Config, log: Callable[[str], None] = lambda msg: None) -> list
         ours, theirs, n = bench_match(cfg)
         rows = [
             rate_row(f"match 1 subject vs {PATTERNS} patterns (subjects/s)", "bus_match", n, ours,
-                      "pure-Python token trie", theirs, n, "ratio", 10),
+                      "pure-Python token trie", theirs, n, 10),
         ]
         events = make_events(cfg.events)
         log("  bus: fan-out to callbacks ...")
         ours, theirs = bench_fanout_callback(cfg, events)
         rows.append(rate_row(f"fan-out {len(events)} events x {SUBSCRIBERS} callbacks", "bus_fanout_callback",
-                              len(events), ours, "plain loop of the callbacks", theirs, len(events), "ratio", 0.8))
+                              len(events), ours, "plain loop of the callbacks", theirs, len(events), 0.8))
         log("  bus: fan-out to async iterators ...")
         ours, theirs = bench_fanout_async(cfg, events)
         rows.append(rate_row(f"fan-out {len(events)} events x {SUBSCRIBERS} async for", "bus_fanout_async",
-                              len(events), ours, f"{SUBSCRIBERS} asyncio.Queue", theirs, len(events), "ratio", 3))
+                              len(events), ours, f"{SUBSCRIBERS} asyncio.Queue", theirs, len(events), 3))
         log("  bus: publish with 1,000 subscriptions ...")
         ours, theirs, n, n_few = bench_publish_1000(cfg, events)
         rows.append(rate_row("publish, 1,000 subscriptions, 10 match", "bus_publish_1000", n, ours,
-                              "Aether-style bus in Python", theirs, n_few, "ratio", 10))
+                              "Aether-style bus in Python", theirs, n_few, 10))
         return rows
     finally:
         gc.unfreeze()

@@ -16,7 +16,7 @@ import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -36,8 +36,8 @@ EVENT_TYPE = "AccountCredited"
 class Config:
     """The size and settings of one benchmark run."""
 
-    events: int = 1_000_000
-    actors: int = 10_000
+    events: int = 250_000          # the default run: about a minute on a slow 2-core machine
+    actors: int = 2_500
     payload_bytes: int = 100
     repeats: int = 3
     durability: str = "nosync"
@@ -58,7 +58,8 @@ class Config:
         return max(1, self.events // 10)
 
 
-QUICK = Config(events=50_000, actors=500, repeats=3)
+QUICK = Config(events=20_000, actors=200)
+FULL = Config(events=1_000_000, actors=10_000)    # --full
 
 
 @dataclass
@@ -371,50 +372,121 @@ def measure(run: Callable[[object], object], repeats: int, setup: Callable[[], o
     return times
 
 
+def alternate(sides: Sequence[Callable[[], list[float]]], repeats: int, warmup: int = 1) -> list[list[float]]:
+    """Interleaved repeats: ``warmup`` untimed rounds, then ``repeats`` rounds in which each
+    side runs once, in turn (A B A B ...), so that the noise of a shared machine falls on
+    every side alike and repeat ``i`` of one side pairs with repeat ``i`` of the others. Each
+    side is a callable timing one run (e.g. ``lambda: measure(run, 1, setup, teardown)``)."""
+    for _ in range(warmup):
+        for side in sides:
+            side()
+    times: list[list[float]] = [[] for _ in sides]
+    for _ in range(repeats):
+        for side, out in zip(sides, times):
+            out += side()
+    return times
+
+
+# -- verdicts ----------------------------------------------------------------------------------
+
+YES, NO, NOISE, NO_TARGET, UNAVAILABLE = "yes", "NO", "within noise", "-", "baseline unavailable"
+
+
+def verdict(ratios: Sequence[float], target: float | None) -> str:
+    """A ratio target's verdict from the paired ratios of the repeats: "yes" when every one
+    reaches the target, "NO" when none does, "within noise" when the range straddles it."""
+    if target is None:
+        return NO_TARGET
+    if not ratios:
+        return UNAVAILABLE
+    if min(ratios) >= target:
+        return YES
+    if max(ratios) < target:
+        return NO
+    return NOISE
+
+
 @dataclass
 class Row:
-    """One line of the table: a workload, aether_fast's rate, a baseline and its rate."""
+    """One line of the table: a workload, aether_fast's rate, a baseline and its rate, from
+    paired repeats (repeat ``i`` of each side ran next to the other's, interleaved).
+
+    The ratio is the median of the paired ratios, its range their minimum and maximum; the
+    verdict compares that range with the target (a ratio to the baseline; None: no target,
+    the row is information). A baseline that could not run has no times and a ``note``
+    saying why."""
 
     workload: str
     key: str
     events: int
     aether_fast: float          # events/s, from the median time
     baseline: str
-    baseline_rate: float        # events/s, from the median time
-    target: str
-    target_kind: str            # "ratio": aether_fast / baseline; "rate": aether_fast's events/s; "none"
-    target_value: float
+    baseline_rate: float        # events/s, from the median time (0: unavailable)
+    target_value: float | None  # aether_fast / baseline must reach it; None: information only
     aether_times: list[float]   # seconds of each repeat
     baseline_times: list[float]
+    baseline_events: int        # events of one baseline repeat (may be fewer than ``events``)
+    note: str = ""              # e.g. why the baseline is unavailable, or the slower baseline
 
     @property
-    def ratio(self) -> float:
-        return self.aether_fast / self.baseline_rate
+    def ratios(self) -> list[float]:
+        """aether_fast's rate over the baseline's, repeat by repeat."""
+        return [(self.events / ours) / (self.baseline_events / theirs)
+                for ours, theirs in zip(self.aether_times, self.baseline_times)]
+
+    @property
+    def ratio(self) -> float | None:
+        return statistics.median(self.ratios) if self.baseline_times else None
+
+    @property
+    def ratio_range(self) -> tuple[float, float] | None:
+        r = self.ratios
+        return (min(r), max(r)) if r else None
+
+    @property
+    def target(self) -> str:
+        return "" if self.target_value is None else f">= {self.target_value:g}x"
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.ratios, self.target_value)
 
     @property
     def met(self) -> bool | None:
-        """Whether the target is reached; None for a row without a target."""
-        if self.target_kind == "none":
-            return None
-        got = self.ratio if self.target_kind == "ratio" else self.aether_fast
-        return got >= self.target_value
+        """True for "yes", False for "NO", None otherwise (kept for older readers of --json)."""
+        return {YES: True, NO: False}.get(self.verdict)
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "ratio": self.ratio, "met": self.met}
+        return {**asdict(self), "ratio": self.ratio, "ratio_range": self.ratio_range, "ratios": self.ratios,
+                "target": self.target, "verdict": self.verdict, "met": self.met}
 
 
 def rate_row(workload: str, key: str, events: int, ours: list[float], baseline: str, theirs: list[float],
-             baseline_events: int, target_kind: str, target_value: float) -> Row:
-    """A result row from the repeat times of both sides (the baseline may run fewer events)."""
-    target = f">= {target_value:g}x" if target_kind == "ratio" else f">= {target_value / 1e6:g}M ev/s"
-    return Row(workload, key, events, events / statistics.median(ours), baseline,
-               baseline_events / statistics.median(theirs), target, target_kind, target_value, ours, theirs)
+             baseline_events: int, target: float | None, note: str = "") -> Row:
+    """A result row from the paired repeat times of both sides (the baseline may run fewer
+    events per repeat); ``theirs`` empty: the baseline is unavailable, ``note`` says why."""
+    if theirs and len(ours) != len(theirs):
+        raise ValueError(f"{key}: {len(ours)} repeats against {len(theirs)}: the repeats must be paired")
+    rate = baseline_events / statistics.median(theirs) if theirs else 0.0
+    return Row(workload, key, events, events / statistics.median(ours), baseline, rate, target, ours, theirs,
+               baseline_events, note)
 
 
 def same_size_row(workload: str, key: str, events: int, ours: list[float], baseline: str, theirs: list[float],
-                  target_kind: str, target_value: float) -> Row:
+                  target: float | None, note: str = "") -> Row:
     """A result row where both sides ran the same ``events``."""
-    return rate_row(workload, key, events, ours, baseline, theirs, events, target_kind, target_value)
+    return rate_row(workload, key, events, ours, baseline, theirs, events, target, note)
+
+
+def faster(candidates: Sequence[tuple[str, list[float], int]]) -> tuple[str, list[float], int, str]:
+    """Of several baselines for the same work, ``(label, times, events_per_repeat)``, the
+    faster by median rate, and a note naming the others with their rates."""
+    def rate(c: tuple[str, list[float], int]) -> float:
+        return c[2] / statistics.median(c[1])
+
+    best = max(candidates, key=rate)
+    others = "; ".join(f"slower baseline: {c[0]}, {fmt_rate(rate(c))}" for c in candidates if c is not best)
+    return best[0], best[1], best[2], others
 
 
 Store = LmdbEventStore | PyLmdbStore | sqlite3.Connection
@@ -424,37 +496,94 @@ Store = LmdbEventStore | PyLmdbStore | sqlite3.Connection
 # -- reporting --------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
+def _first_line(path: str, prefix: str) -> str | None:
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if line.startswith(prefix):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def file_system(path: str) -> str:
+    """The file system type of the mount holding ``path`` (from /proc/mounts), or "unknown"."""
+    real = os.path.realpath(path)
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, kind = mount, parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+def machine(store_dir: str | None = None) -> dict[str, object]:
+    """What the figures depend on: CPU, cores, memory, kernel, the file system of the store
+    directory, and the versions of Python, LMDB, the library and every baseline."""
     import lmdb
 
+    from .. import __version__
+    from . import c_baseline
+
+    why = c_baseline.available()
+    store_dir = store_dir or tempfile.gettempdir()
+    mem_kb = (_first_line("/proc/meminfo", "MemTotal") or "0 kB").split()[0]
     return {
-        "cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-        "platform": platform.platform(), "py-lmdb": lmdb.__version__, "lmdb": ".".join(map(str, lmdb.version())),
+        "cpu": _first_line("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "cores": os.cpu_count(), "memory_gb": round(int(mem_kb) / 2**20, 1),
+        "kernel": f"{platform.system()} {platform.release()}", "platform": platform.platform(),
+        "store_dir": store_dir, "file_system": file_system(store_dir),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "aether_fast": __version__, "py-lmdb": lmdb.__version__,
+        "lmdb": f"unknown (the C baseline did not build: {why})" if why else c_baseline.load().lmdb_version,
+        "lmdb_in_py-lmdb": ".".join(map(str, lmdb.version())), "cc": c_baseline.compiler(),
         "sqlite": sqlite3.sqlite_version, "numpy": np.__version__, "load_average": os.getloadavg(),
     }
 
 
+def fmt_rate(rate: float) -> str:
+    """Events per second, short: 2.42M/s, 13.5k/s, 946/s."""
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f}M/s"
+    if rate >= 1e4:
+        return f"{rate / 1e3:.1f}k/s"
+    return f"{rate:,.0f}/s"
+
+
+def fmt_ratio(row: Row) -> tuple[str, str]:
+    """The ratio and its range as table cells."""
+    if row.ratio is None:
+        return "-", "-"
+    lo, hi = row.ratio_range
+    return f"{row.ratio:.2f}x", f"{lo:.2f}-{hi:.2f}"
+
 
 def format_table(rows: list[Row]) -> str:
-    head = ("workload", "aether_fast ev/s", "baseline", "baseline ev/s", "ratio", "target", "met?")
-    lines = [head] + [
-        (r.workload, f"{r.aether_fast:,.0f}", r.baseline, f"{r.baseline_rate:,.0f}", f"{r.ratio:.2f}x",
-         r.target, "-" if r.met is None else "yes" if r.met else "NO")
-        for r in rows
-    ]
+    """The rows as a text table; notes (unavailable or slower baselines) below it."""
+    head = ("workload", "aether_fast", "baseline", "baseline rate", "ratio", "range", "target", "verdict")
+    lines = [head]
+    notes = []
+    for r in rows:
+        ratio, spread = fmt_ratio(r)
+        mark = ""
+        if r.note:
+            notes.append(r.note)
+            mark = f" [{len(notes)}]"
+        lines.append((r.workload, fmt_rate(r.aether_fast), r.baseline + mark,
+                      fmt_rate(r.baseline_rate) if r.baseline_times else "-", ratio, spread, r.target or "-",
+                      r.verdict))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = [" | ".join(cell.ljust(w) if i in (0, 2, 5, 6) else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths))) for line in lines]
+    out = [" | ".join(cell.ljust(w) if i in (0, 2, 6, 7) else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
     out.insert(1, "-+-".join("-" * w for w in widths))
+    out += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
     return "\n".join(out)
-
-

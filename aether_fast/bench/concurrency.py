@@ -1,11 +1,15 @@
 """Concurrent writers and live readers (issue 3), in durable mode, side by side:
 
 - 8 threads each calling ``save_event`` one event at a time (group commit) against one
-  thread doing the same, and against sqlite3 (WAL, synchronous=FULL, one event per
-  transaction, 8 threads with their own connections);
+  thread doing the same, and against the faster of two sqlite3 set-ups (WAL,
+  synchronous=FULL, one event per transaction, 8 threads): a connection per thread
+  (SQLite's busy handler serialises the writers, sleeping between retries) and one shared
+  connection behind a lock;
 - one thread, per-event durable ``save_event`` against a raw per-event py-lmdb transaction;
 - a subscription: commit-to-delivery latency across processes (p50, p99) and the
-  catch-up read rate over a long history.
+  catch-up read rate over a long history (information: no baseline).
+
+The writer set-ups take turns repeat by repeat (``common.alternate``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,18 @@ from dataclasses import dataclass
 
 from ..model import Event
 from ..store.lmdb import LmdbEventStore
-from .common import MAP_SIZE, PyLmdbStore, Row, fresh_dir, measure, open_sqlite, py_rows, same_size_row
+from .common import (
+    MAP_SIZE,
+    PyLmdbStore,
+    Row,
+    alternate,
+    faster,
+    fresh_dir,
+    measure,
+    open_sqlite,
+    py_rows,
+    same_size_row,
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class ConcurrencyConfig:
     payload_bytes: int = 100
 
 
-QUICK_CONCURRENCY = ConcurrencyConfig(per_thread=50, single=200, latency_events=100, history=100_000)
+QUICK_CONCURRENCY = ConcurrencyConfig(per_thread=50, single=200, latency_events=100, history=50_000)
 
 
 def _events(actor: str, n: int, payload: bytes) -> list[Event]:
@@ -74,8 +89,8 @@ class ConcurrencyBench:
         self.per_thread = [_events(f"writer-{i}", cfg.per_thread, payload) for i in range(cfg.threads)]
         self.single = _events("solo", cfg.single, payload)
 
-    def _timed_on_fresh(self, open_store, work) -> list[float]:
-        """Seconds of ``work(store)`` per repeat, each on a store in a fresh directory."""
+    def _timed_on_fresh(self, open_store, work):
+        """One timed repeat of ``work(store)`` on a store in a fresh directory (for ``alternate``)."""
 
         def setup():
             path = tempfile.mkdtemp(prefix="aether-bench-", dir=self.tmp)
@@ -85,7 +100,7 @@ class ConcurrencyBench:
             state[1].close()
             shutil.rmtree(state[0], ignore_errors=True)
 
-        return measure(lambda state: work(state[1]), self.cfg.repeats, setup, teardown)
+        return lambda: measure(lambda state: work(state[1]), 1, setup, teardown)
 
     def writer_rows(self) -> list[Row]:
         cfg = self.cfg
@@ -105,25 +120,38 @@ class ConcurrencyBench:
             for e in self.single:
                 store.save_event(e)
 
-        def sqlite_threaded(handle):
-            path = handle.path
+        def sqlite_save(c: sqlite3.Connection, e: Event) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            latest = c.execute("SELECT max(version) FROM events WHERE actor = ?", (e.actor_id,)).fetchone()[0]
+            if e.version <= (latest or 0):
+                c.execute("ROLLBACK")
+                raise ValueError("version conflict")
+            c.execute(
+                "INSERT INTO events SELECT ?, ?, coalesce(max(position), 0) + 1, ?, ? FROM events",
+                (e.actor_id, e.version, e.event_type, e.payload),
+            )
+            c.execute("COMMIT")
 
+        def sqlite_own_connections(handle):
             def work(i):
-                c = sqlite3.connect(os.path.join(path, "events.db"), isolation_level=None, timeout=60)
-                c.execute("PRAGMA synchronous=FULL")
+                c = handle.connect()
                 for e in self.per_thread[i]:
-                    c.execute("BEGIN IMMEDIATE")
-                    latest = c.execute("SELECT max(version) FROM events WHERE actor = ?", (e.actor_id,)).fetchone()[0]
-                    if e.version <= (latest or 0):
-                        raise ValueError("version conflict")
-                    c.execute(
-                        "INSERT INTO events SELECT ?, ?, coalesce(max(position), 0) + 1, ?, ? FROM events",
-                        (e.actor_id, e.version, e.event_type, e.payload),
-                    )
-                    c.execute("COMMIT")
+                    sqlite_save(c, e)
                 c.close()
 
             _threads(work, cfg.threads)
+
+        def sqlite_shared_connection(handle):
+            c = handle.connect()
+            lock = threading.Lock()
+
+            def work(i):
+                for e in self.per_thread[i]:
+                    with lock:
+                        sqlite_save(c, e)
+
+            _threads(work, cfg.threads)
+            c.close()
 
         rows_single = py_rows(self.single)
 
@@ -131,21 +159,25 @@ class ConcurrencyBench:
             for row in rows_single:
                 store.append([row])
 
-        self.log("  8 threads x save_event (sync) ...")
-        ours_threads = self._timed_on_fresh(aether, threaded)
-        self.log("  1 thread x save_event (sync) ...")
-        ours_single = self._timed_on_fresh(aether, single)
-        self.log("  sqlite3 8 threads (FULL) ...")
-        sqlite_times = self._timed_on_fresh(_SqliteStore, sqlite_threaded)
-        self.log("  py-lmdb 1 thread per-event transactions (sync) ...")
-        pylmdb_times = self._timed_on_fresh(lambda p: PyLmdbStore(p, "sync"), pylmdb_single)
+        self.log(f"  durable writers ({cfg.threads} threads, 1 thread, sqlite3 x2, py-lmdb), interleaved ...")
+        ours_threads, ours_single, sqlite_own, sqlite_shared, pylmdb_times = alternate([
+            self._timed_on_fresh(aether, threaded),
+            self._timed_on_fresh(aether, single),
+            self._timed_on_fresh(_SqliteStore, sqlite_own_connections),
+            self._timed_on_fresh(_SqliteStore, sqlite_shared_connection),
+            self._timed_on_fresh(lambda p: PyLmdbStore(p, "sync"), pylmdb_single),
+        ], cfg.repeats, warmup=0)
+        label, sqlite_times, _, note = faster([
+            (f"sqlite3 FULL, {cfg.threads} threads, a connection each", sqlite_own, total),
+            (f"sqlite3 FULL, {cfg.threads} threads, one connection + lock", sqlite_shared, total),
+        ])
         return [
             same_size_row(f"{cfg.threads} threads x durable save_event (group commit)", "threads_vs_single", total,
-                 ours_threads, "aether_fast, 1 thread", _scale(ours_single, cfg.single, total), "ratio", 5),
+                          ours_threads, "aether_fast, 1 thread", _scale(ours_single, cfg.single, total), 5),
             same_size_row(f"{cfg.threads} threads x durable save_event (group commit)", "threads_vs_sqlite", total,
-                 ours_threads, f"sqlite3 FULL, {cfg.threads} threads", sqlite_times, "ratio", 5),
+                          ours_threads, label, sqlite_times, 5, note),
             same_size_row("1 thread x durable save_event", "single_vs_pylmdb", cfg.single, ours_single,
-                 "py-lmdb, txn per event", pylmdb_times, "ratio", 0.9),
+                          "py-lmdb, txn per event", pylmdb_times, 0.9),
         ]
 
     def subscription(self) -> tuple[list[Row], dict[str, float]]:
@@ -170,7 +202,7 @@ class ConcurrencyBench:
                 self.log("  catch-up read ...")
                 times = measure(catch_up, cfg.repeats)
                 row = same_size_row(f"catch-up subscription over {cfg.history} events", "catch_up", cfg.history,
-                           times, "(rate target)", times, "rate", 2_000_000)
+                                    times, "(information: no baseline)", [], None)
                 return [row], latency
             finally:
                 store.close()
@@ -222,11 +254,17 @@ class ConcurrencyBench:
 
 
 class _SqliteStore:
-    """A fresh sqlite3 database (schema created); each writer thread connects on its own."""
+    """A fresh sqlite3 database (schema created); the writers connect with ``connect``."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         open_sqlite(path, "sync").close()
+
+    def connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(os.path.join(self.path, "events.db"), isolation_level=None, timeout=60,
+                            check_same_thread=False)
+        c.execute("PRAGMA synchronous=FULL")
+        return c
 
     def close(self) -> None:
         pass

@@ -79,7 +79,7 @@ class EsConfig:
         return self.aggregates * self.per_call
 
 
-QUICK_ES = EsConfig(aggregates=500, big_aggregate=10_000, saves=200, repeats=3)
+QUICK_ES = EsConfig(aggregates=200, big_aggregate=5_000, saves=60, repeats=3)
 
 
 class Counter(Aggregate):
@@ -167,61 +167,63 @@ class EsBench:
             start = notifications[-1].id + 1
         return count
 
-    def recorder_times(self, system: str) -> dict[str, list[float]]:
-        """Seconds of each repeat of the recorder workloads of ``system``."""
+    def recorder_repeat(self, system: str) -> dict[str, float]:
+        """Seconds of one repeat of the recorder workloads of ``system``, on a fresh store."""
         cfg = self.cfg
-        times: dict[str, list[float]] = {"insert_events": [], "select_events": [], "select_notifications": []}
-        for _ in range(cfg.repeats):
-            path = tempfile.mkdtemp(prefix="aether-bench-es-", dir=self.tmp)
-            recorder, close = open_recorder(system, path, cfg.durability)
-            try:
-                times["insert_events"].append(_timed(self.insert, recorder)[0])
-                if system not in READERS:
-                    continue
-                for batch in self.big_batches:
-                    recorder.insert_events(batch)
-                self.select_events(recorder)    # warm-up: the allocator's fresh pages are not the recorder's
-                for name, expected in (("select_events", cfg.big_aggregate),
-                                       ("select_notifications", cfg.notifications)):
-                    seconds, got = _timed(getattr(self, name), recorder)
-                    if got != expected:
-                        raise AssertionError(f"{system} {name} read {got} events, not {expected}")
-                    times[name].append(seconds)
-            finally:
-                close()
-                shutil.rmtree(path, ignore_errors=True)
-        return times
+        times: dict[str, float] = {}
+        path = tempfile.mkdtemp(prefix="aether-bench-es-", dir=self.tmp)
+        recorder, close = open_recorder(system, path, cfg.durability)
+        try:
+            times["insert_events"] = _timed(self.insert, recorder)[0]
+            if system not in READERS:
+                return times
+            for batch in self.big_batches:
+                recorder.insert_events(batch)
+            self.select_events(recorder)    # warm-up: the allocator's fresh pages are not the recorder's
+            for name, expected in (("select_events", cfg.big_aggregate),
+                                   ("select_notifications", cfg.notifications)):
+                seconds, got = _timed(getattr(self, name), recorder)
+                if got != expected:
+                    raise AssertionError(f"{system} {name} read {got} events, not {expected}")
+                times[name] = seconds
+            return times
+        finally:
+            close()
+            shutil.rmtree(path, ignore_errors=True)
 
-    def app_times(self, system: str, threads: int) -> list[float]:
-        """Seconds of each repeat of ``cfg.saves`` durable saves by ``threads`` threads."""
+    def app_repeat(self, system: str, threads: int) -> float:
+        """Seconds of one repeat of ``cfg.saves`` durable saves by ``threads`` threads."""
         per_thread = max(1, self.cfg.saves // threads)
-        out = []
-        for _ in range(self.cfg.repeats):
-            path = tempfile.mkdtemp(prefix="aether-bench-es-app-", dir=self.tmp)
-            app = Application[UUID](env=app_env(system, path))
-            try:
-                counters = [Counter() for _ in range(threads)]
-                app.save(*counters)
-                out.append(_timed(_run_threads, [(app, c, per_thread) for c in counters])[0])
-                if sum(c.count for c in counters) != per_thread * threads:
-                    raise AssertionError(f"{system}: not every save was made")
-            finally:
-                app.close()
-                shutil.rmtree(path, ignore_errors=True)
-        return out
+        path = tempfile.mkdtemp(prefix="aether-bench-es-app-", dir=self.tmp)
+        app = Application[UUID](env=app_env(system, path))
+        try:
+            counters = [Counter() for _ in range(threads)]
+            app.save(*counters)
+            seconds = _timed(_run_threads, [(app, c, per_thread) for c in counters])[0]
+            if sum(c.count for c in counters) != per_thread * threads:
+                raise AssertionError(f"{system}: not every save was made")
+            return seconds
+        finally:
+            app.close()
+            shutil.rmtree(path, ignore_errors=True)
 
     def run(self) -> tuple[list[Row], dict[str, dict[str, float]]]:
         """The rows with targets, and every rate: ``{workload: {system: rate}}``."""
         cfg = self.cfg
-        rec = {}
-        for system in SYSTEMS:
-            self.log(f"  eventsourcing recorders: {system} ...")
-            rec[system] = self.recorder_times(system)
-        app1, appn = {}, {}
-        for system in SYSTEMS:
-            self.log(f"  eventsourcing Application.save: {system} ...")
-            app1[system] = self.app_times(system, 1)
-            appn[system] = self.app_times(system, cfg.threads)
+        rec: dict[str, dict[str, list[float]]] = {
+            s: {"insert_events": [], "select_events": [], "select_notifications": []} for s in SYSTEMS}
+        app1: dict[str, list[float]] = {s: [] for s in SYSTEMS}
+        appn: dict[str, list[float]] = {s: [] for s in SYSTEMS}
+        for i in range(cfg.repeats):        # the systems take turns, repeat by repeat
+            self.log(f"  eventsourcing recorders, repeat {i + 1} of {cfg.repeats}: {', '.join(SYSTEMS)} ...")
+            for system in SYSTEMS:
+                for name, seconds in self.recorder_repeat(system).items():
+                    rec[system][name].append(seconds)
+        for i in range(cfg.repeats):
+            self.log(f"  eventsourcing Application.save, repeat {i + 1} of {cfg.repeats} ...")
+            for system in SYSTEMS:
+                app1[system].append(self.app_repeat(system, 1))
+                appn[system].append(self.app_repeat(system, cfg.threads))
         n = {"insert_events": cfg.notifications, "select_events": cfg.big_aggregate,
              "select_notifications": cfg.notifications}
         saves = max(1, cfg.saves // cfg.threads) * cfg.threads
@@ -237,8 +239,8 @@ class EsBench:
         rates = {k: {s: counts[k] / statistics.median(t) for s, t in v.items()} for k, v in times.items()}
 
         def row(key: str, baseline: str, value: float) -> Row:
-            return same_size_row(labels[key], f"es/{key}/{baseline}", counts[key], times[key]["aether_fast"], baseline,
-                        times[key][baseline], "ratio", value)
+            return same_size_row(labels[key], f"es/{key}/{baseline}", counts[key], times[key]["aether_fast"],
+                                 baseline, times[key][baseline], value)
 
         rows = [
             row("insert_events", "sqlite", 5), row("insert_events", "popo", 1),

@@ -29,7 +29,7 @@ from .._native import encode_record
 from ..model import Event
 from ..nats.jetstream import JetStreamConfig, JetStreamEventStore, actor_token, stream_name
 from ..nats.server import NatsServer
-from .common import Row, format_table, measure, rate_row
+from .common import Row, alternate, format_table, measure, rate_row
 
 
 @dataclass(frozen=True)
@@ -52,20 +52,6 @@ def make_events(cfg: JsConfig) -> list[Event]:
     per_actor = cfg.events // cfg.actors
     return [Event(event_type="AccountCredited", actor_id=f"account-{a:04d}", version=v, data=payload)
             for v in range(1, per_actor + 1) for a in range(cfg.actors)]
-
-
-def alternate(ours: Callable[[], list[float]], theirs: Callable[[], list[float]],
-              repeats: int) -> tuple[list[float], list[float]]:
-    """One warm-up each, then ``repeats`` rounds of one timed run each, alternating, so that
-    the noise of a shared machine falls on both sides alike."""
-    ours()
-    theirs()
-    t_ours: list[float] = []
-    t_theirs: list[float] = []
-    for _ in range(repeats):
-        t_ours += ours()
-        t_theirs += theirs()
-    return t_ours, t_theirs
 
 
 class _Bench:
@@ -132,8 +118,10 @@ class _Bench:
             assert self.run(store.last_position()) == len(events)
             self.drop(store)
 
-        return alternate(lambda: measure(lambda s: self.run(ours(s)), 1, self.fresh_store, check),
-                         lambda: measure(lambda s: self.run(theirs(s)), 1, self.fresh_store, check), self.cfg.repeats)
+        t_ours, t_theirs = alternate([lambda: measure(lambda s: self.run(ours(s)), 1, self.fresh_store, check),
+                                      lambda: measure(lambda s: self.run(theirs(s)), 1, self.fresh_store, check)],
+                                     self.cfg.repeats)
+        return t_ours, t_theirs
 
     # -- replay --
 
@@ -170,8 +158,8 @@ class _Bench:
             await done
             await sub.unsubscribe()
 
-        times = alternate(lambda: measure(lambda s: self.run(ours(s)), 1),
-                          lambda: measure(lambda s: self.run(theirs(s)), 1), self.cfg.repeats)
+        times = tuple(alternate([lambda: measure(lambda s: self.run(ours(s)), 1),
+                                 lambda: measure(lambda s: self.run(theirs(s)), 1)], self.cfg.repeats))
         self.drop(store)
         return times
 
@@ -189,15 +177,15 @@ def jetstream_rows(cfg: JsConfig, url: str, log: Callable[[str], None] = lambda 
         log("  jetstream: sequential save_event ...")
         ours, theirs = bench.bench_saves(events, pipelined=False)
         rows = [rate_row(f"JetStream save_event x {n}, sequential", "js_save_sequential", n, ours,
-                          "raw nats-py js.publish, same headers", theirs, n, "ratio", 0.8)]
+                          "raw nats-py js.publish, same headers", theirs, n, 0.8)]
         log("  jetstream: pipelined save_event ...")
         ours, theirs = bench.bench_saves(events, pipelined=True)
         rows.append(rate_row(f"JetStream save_event x {n}, {cfg.actors} tasks", "js_save_pipelined", n, ours,
-                              "raw nats-py js.publish, same tasks", theirs, n, "ratio", 0.8))
+                              "raw nats-py js.publish, same tasks", theirs, n, 0.8))
         log("  jetstream: replay ...")
         ours, theirs = bench.bench_replay()
         rows.append(rate_row(f"JetStream replay of {cfg.replay} events", "js_replay", cfg.replay, ours,
-                              "raw nats-py ordered consumer", theirs, cfg.replay, "ratio", 0.8))
+                              "raw nats-py ordered consumer", theirs, cfg.replay, 0.8))
         return rows
     finally:
         bench.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from typing import Any
 from ..model import Event
 from ..nats.bus import NatsEventBus, flush_nats
 from ..nats.server import NatsServer
-from .common import Row
+from .common import same_size_row
 
 NAMESPACE = "bench.nats"
 
@@ -176,11 +175,8 @@ def run(messages: int = 50_000, latency_samples: int = 2_000, repeats: int = 3, 
     with NatsServer() as server:
         log(f"nats bus: nats-server on {server.url} ...")
         found = asyncio.run(_run(server.url, events, latency_events, repeats, log))
-    bus_rate = messages / statistics.median(found["bus_times"])
-    raw_rate = messages / statistics.median(found["raw_times"])
-    row = Row(f"NATS bus publish-to-delivery, 2 connections ({messages} events)", "nats_bus_rate", messages,
-              bus_rate, "raw nats-py, same bytes", raw_rate, "-", "none", 0.0,
-              found["bus_times"], found["raw_times"])
+    row = same_size_row(f"NATS bus publish-to-delivery, 2 connections ({messages} events)", "nats_bus_rate",
+                        messages, found["bus_times"], "raw nats-py, same bytes", found["raw_times"], None)
     return {
         "rows": [row],
         "latency_ms": {"bus": _percentiles_ms(found["bus_latency"]), "raw": _percentiles_ms(found["raw_latency"])},
