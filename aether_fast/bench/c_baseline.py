@@ -18,8 +18,6 @@ from functools import cache
 
 import numpy as np
 
-from .common import MAP_SIZE, Data
-
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c_baseline.c")
 FLAGS = ("-O2", "-shared", "-fPIC")
 HOW = "c_baseline.c, cc -O2 -shared -fPIC -llmdb at run time, via ctypes"
@@ -143,18 +141,14 @@ class CInput:
         self.starts = np.array(starts, dtype=np.int64)
         self.events = n
 
-    @classmethod
-    def of(cls, data: Data) -> CInput:
-        return cls([events for _, events in data.batches])
-
 
 class CStore:
     """A store written and read by the C loops (its own directory and LMDB environment)."""
 
-    def __init__(self, path: str, durability: str) -> None:
+    def __init__(self, path: str, durability: str, map_size: int = 4 << 30) -> None:
         self.c = load()
         handle = ctypes.c_void_p()
-        self.c.check(self.c.lib.cb_open(path.encode(), durability == "sync", MAP_SIZE, ctypes.byref(handle)), "open")
+        self.c.check(self.c.lib.cb_open(path.encode(), durability == "sync", map_size, ctypes.byref(handle)), "open")
         self.handle = handle
 
     def close(self) -> None:

@@ -529,10 +529,13 @@ def file_system(path: str) -> str:
 def machine(store_dir: str | None = None) -> dict[str, object]:
     """What the figures depend on: CPU, cores, memory, kernel, the file system of the store
     directory, and the versions of Python, LMDB, the library and every baseline."""
+    from importlib.metadata import version
+
     import lmdb
 
-    from .. import __version__
     from . import c_baseline
+
+    __version__ = version("aether_fast")
 
     why = c_baseline.available()
     store_dir = store_dir or tempfile.gettempdir()

@@ -73,7 +73,7 @@ class Bench:
         self.sqlite_input = sqlite_batches(self.data)
         self.c_unavailable = c_baseline.available()
         if self.c_unavailable is None:
-            self.c_input = CInput.of(self.data)
+            self.c_input = CInput([events for _, events in self.data.batches])
             self.c_big = CInput(self.data.big_batches)
         else:
             log(f"  C baseline unavailable: {self.c_unavailable}")
@@ -90,7 +90,7 @@ class Bench:
         return open_sqlite(path, self.cfg.durability)
 
     def open_c(self, path: str) -> CStore:
-        return CStore(path, self.cfg.durability)
+        return CStore(path, self.cfg.durability, MAP_SIZE)
 
     def new_store(self, open_store: Callable[[str], Store]) -> tuple[str, Store]:
         """A store in a fresh directory: ``(directory, store)``."""
