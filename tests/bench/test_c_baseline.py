@@ -28,7 +28,7 @@ def stores(tmp_path, data):
     (tmp_path / "c").mkdir()
     c = CStore(str(tmp_path / "c"), "nosync")
     ours = LmdbEventStore(str(tmp_path / "ours"), durability="nosync")
-    c.append(CInput.of(data))
+    c.append(CInput([events for _, events in data.batches]))
     c.append(CInput(data.big_batches))
     for actor, events in data.batches:
         ours.append(actor, events)
@@ -80,7 +80,7 @@ def test_the_records_are_aether_fasts(tmp_path, data):
     path = tmp_path / "c"
     path.mkdir()
     c = CStore(str(path), "nosync")
-    c.append(CInput.of(data))
+    c.append(CInput([events for _, events in data.batches]))
     c.close()
     code = (
         "import lmdb, sys, json\n"
